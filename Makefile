@@ -1,0 +1,48 @@
+# launch-agent: the two commands of the README are `make demo` and `make test`.
+# Everything they need is installed here: a virtualenv from pyproject.toml and the
+# Kubernetes tools, built from pinned upstream Go modules into ~/.cache (see localenv/tools).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: all venv tools demo test test-unit lint bench clean help
+
+all: test
+
+help:
+	@echo "make demo   - bring up the local control plane and W&B emulator, install the chart, run the agent"
+	@echo "make test   - install everything needed and run every test"
+	@echo "make bench  - benchmarks against the official agent, printed as ratios"
+	@echo "make lint   - ruff"
+
+$(STAMP): pyproject.toml
+	@echo ">> creating virtualenv $(VENV) and installing launch-agent[test]"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+tools: venv
+	@$(PY) -m localenv build
+
+lint: venv
+	@$(BIN)/ruff check .
+
+test: venv tools
+	@$(BIN)/ruff check .
+	@$(PY) -m pytest
+
+demo: venv tools
+	@$(PY) -m localenv.demo
+
+bench: venv tools
+	@$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
