@@ -1,0 +1,163 @@
+"""`python -m agent`: the slim launch agent. Flags follow `wandb launch-agent` (-q, -e, -j, -c, -v);
+our extensions are flags and LAUNCH_AGENT_* env vars, never keys in launch-config.yaml."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+
+from agent.config import LOG_FORMATS, AgentSettings, ConfigError, resolve
+from agent.manifest import SECURITY_LEVELS
+
+EXIT_BAD_INPUT = 2
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        return json.dumps(entry)
+
+
+class _Redact(logging.Filter):
+    """Belt and braces: the API key never reaches a log line, whatever code logged it."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self._secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._secret and self._secret in record.getMessage():
+            record.msg = record.getMessage().replace(self._secret, "***")
+            record.args = ()
+        return True
+
+
+def setup_logging(fmt: str, verbosity: int, secret: str) -> logging.Logger:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    handler.addFilter(_Redact(secret))
+    log = logging.getLogger("launch-agent")
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
+    return log
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m agent", description="Slim W&B launch agent for Kubernetes")
+    p.add_argument("-q", "--queue", dest="queues", action="append", help="queue to poll (repeatable)")
+    p.add_argument("-e", "--entity", help="W&B entity of the queues")
+    p.add_argument("-j", "--max-jobs", type=int, help="concurrent runs (-1: unlimited)")
+    p.add_argument("-c", "--config", help="launch-config.yaml (default ~/.config/wandb/launch-config.yaml)")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("--security-level", choices=SECURITY_LEVELS, help="Pod Security Standards level to enforce")
+    p.add_argument("--log-format", choices=LOG_FORMATS)
+    p.add_argument("--health-port", type=int, help="port of /healthz, /readyz, /metrics (0: any free port)")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG/~/.kube/config)")
+    p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    return p
+
+
+async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Logger) -> int:
+    from agent.backend import Backend
+    from agent.graphql import GraphQLClient
+    from agent.health import HealthServer
+    from agent.kube import Kube
+    from agent.leader import LeaderElector
+    from agent.loop import Agent, FatalError
+    from agent.metrics import Metrics
+
+    metrics = Metrics()
+
+    def observe(op: str, seconds: float, ok: bool) -> None:
+        metrics.observe("backend_request_seconds", "W&B API latency", seconds, operation=op)
+        if not ok:
+            metrics.inc("backend_request_errors_total", "W&B API attempts that failed", operation=op)
+
+    client = GraphQLClient(settings.base_url, settings.api_key, timeout=settings.http_timeout, observe=observe)
+    kube = Kube.connect(kubeconfig)
+    agent = Agent(settings, Backend(client, settings.entity), kube, metrics, log)
+    stop = asyncio.Event()
+    lost = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    elector: LeaderElector | None = None
+    if settings.leader_election:
+        elector = LeaderElector(kube, namespace=settings.namespace, name=settings.lease_name,
+                                identity=settings.pod_name or f"{settings.identity}-{id(agent):x}", log=log)
+
+    def live() -> bool:
+        return not agent.ready or time.monotonic() - agent.last_loop < 120
+
+    def ready() -> bool:
+        return agent.ready or (elector is not None and not elector.is_leader)
+
+    health = HealthServer(metrics, live=live, ready=ready, port=settings.health_port)
+    await health.start()
+    log.info("health endpoints on port %d", health.port)
+    code = 0
+    hold: asyncio.Task[None] | None = None
+    try:
+        if elector is not None:
+            log.info("waiting for lease %s/%s as %s", settings.namespace, settings.lease_name, elector.identity)
+            if not await elector.acquire(stop):
+                return 0
+            hold = asyncio.create_task(elector.hold(stop, lost))
+        await agent.run(stop, leader_lost=lost)
+        if lost.is_set():
+            code = 1
+    except FatalError as exc:
+        log.error("%s", exc)
+        code = EXIT_BAD_INPUT
+    except Exception as exc:
+        from agent.graphql import BackendError
+        if isinstance(exc, BackendError):
+            log.error("cannot start: %s", exc)
+            code = 1
+        else:
+            raise
+    finally:
+        stop.set()
+        if hold is not None:
+            await asyncio.gather(hold, return_exceptions=True)
+        if elector is not None:
+            await elector.release()
+        await agent.monitor.aclose()
+        await health.aclose()
+        await client.aclose()
+        await kube.aclose()
+    log.info("agent exited with code %d", code)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = resolve(config_path=args.config, entity=args.entity, queues=args.queues,
+                           max_jobs=args.max_jobs, verbosity=args.verbose, security_level=args.security_level,
+                           log_format=args.log_format, health_port=args.health_port)
+    except ConfigError as exc:
+        print(f"launch-agent: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.check_config:
+        print(f"launch-agent: configuration OK (entity {settings.entity}, queues {', '.join(settings.queues)})")
+        return 0
+    log = setup_logging(settings.log_format, settings.verbosity, settings.api_key)
+    try:
+        return asyncio.run(serve(settings, args.kubeconfig, log))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The W&B launch-queue operations the agent uses, each with the variables and fields the
+official agent sends (and nothing more), so that it works against the real service."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from agent.graphql import BackendError, GraphQLClient
+
+LAUNCH_PROJECT = "model-registry"
+
+Q_PROJECT_RUN_QUEUES = """query ProjectRunQueues($entity: String!, $projectName: String!) {
+  project(entityName: $entity, name: $projectName) {
+    runQueues { id name createdBy access }
+  }
+}"""
+
+M_CREATE_LAUNCH_AGENT = """mutation createLaunchAgent($entity: String!, $project: String!, $queues: [ID!]!,
+    $hostname: String!, $agentConfig: JSONString, $version: String) {
+  createLaunchAgent(input: {entityName: $entity, projectName: $project, runQueues: $queues,
+      hostname: $hostname, agentConfig: $agentConfig, version: $version}) {
+    launchAgentId
+  }
+}"""
+
+Q_ENTITY_IS_TEAM = """query EntityIsTeam($entity: String!) {
+  entity(name: $entity) { id isTeam }
+}"""
+
+Q_LAUNCH_AGENT = """query LaunchAgent($agentId: ID!) {
+  launchAgent(id: $agentId) { id name runQueues hostname agentStatus stopPolling heartbeatAt }
+}"""
+
+M_UPDATE_LAUNCH_AGENT = """mutation updateLaunchAgent($agentId: ID!, $agentStatus: String) {
+  updateLaunchAgent(input: {launchAgentId: $agentId, agentStatus: $agentStatus}) { success }
+}"""
+
+M_POP = """mutation popFromRunQueue($entity: String!, $project: String!, $queueName: String!,
+    $launchAgentId: ID) {
+  popFromRunQueue(input: {entityName: $entity, projectName: $project, queueName: $queueName,
+      launchAgentId: $launchAgentId}) {
+    runQueueItemId
+    runSpec
+  }
+}"""
+
+M_ACK = """mutation ackRunQueueItem($itemId: ID!, $runId: String!) {
+  ackRunQueueItem(input: {runQueueItemId: $itemId, runName: $runId}) { success }
+}"""
+
+M_FAIL = """mutation failRunQueueItem($runQueueItemId: ID!, $message: String!, $stage: String!,
+    $filePaths: [String!]) {
+  failRunQueueItem(input: {runQueueItemId: $runQueueItemId, message: $message, stage: $stage,
+      filePaths: $filePaths}) { success }
+}"""
+
+M_WARN = """mutation updateRunQueueItemWarning($runQueueItemId: ID!, $message: String!, $stage: String!,
+    $filePaths: [String!]) {
+  updateRunQueueItemWarning(input: {runQueueItemId: $runQueueItemId, message: $message, stage: $stage,
+      filePaths: $filePaths}) { success }
+}"""
+
+Q_RUN_STOPPED = """query RunStoppedStatus($projectName: String, $entityName: String, $runId: String!) {
+  project(name: $projectName, entityName: $entityName) {
+    run(name: $runId) { stopped }
+  }
+}"""
+
+Q_RUN_STATE = """query RunState($project: String!, $entity: String!, $name: String!) {
+  project(name: $project, entityName: $entity) {
+    run(name: $name) { state }
+  }
+}"""
+
+ALL_OPERATIONS = {
+    "ProjectRunQueues": Q_PROJECT_RUN_QUEUES,
+    "createLaunchAgent": M_CREATE_LAUNCH_AGENT,
+    "EntityIsTeam": Q_ENTITY_IS_TEAM,
+    "LaunchAgent": Q_LAUNCH_AGENT,
+    "updateLaunchAgent": M_UPDATE_LAUNCH_AGENT,
+    "popFromRunQueue": M_POP,
+    "ackRunQueueItem": M_ACK,
+    "failRunQueueItem": M_FAIL,
+    "updateRunQueueItemWarning": M_WARN,
+    "RunStoppedStatus": Q_RUN_STOPPED,
+    "RunState": Q_RUN_STATE,
+}
+
+
+@dataclass(frozen=True)
+class PoppedItem:
+    item_id: str
+    run_spec: dict[str, Any]
+    queue: str
+
+
+class Backend:
+    def __init__(self, client: GraphQLClient, entity: str) -> None:
+        self._client = client
+        self.entity = entity
+
+    async def _run(self, name: str, variables: dict[str, Any]) -> dict[str, Any]:
+        return await self._client.execute(name, ALL_OPERATIONS[name], variables)
+
+    async def run_queues(self) -> list[dict[str, Any]]:
+        data = await self._run("ProjectRunQueues", {"entity": self.entity, "projectName": LAUNCH_PROJECT})
+        project = data.get("project")
+        if project is None:
+            raise BackendError(f"cannot read the run queues of {self.entity}/{LAUNCH_PROJECT}: check that "
+                               "the API key has access to this entity")
+        return list(project.get("runQueues") or [])
+
+    async def create_launch_agent(self, queue_ids: list[str], hostname: str, agent_config: dict[str, Any],
+                                  version: str) -> str:
+        data = await self._run("createLaunchAgent", {
+            "entity": self.entity, "project": LAUNCH_PROJECT, "queues": queue_ids, "hostname": hostname,
+            "agentConfig": json.dumps(agent_config), "version": version})
+        return str(data["createLaunchAgent"]["launchAgentId"])
+
+    async def entity_is_team(self) -> bool:
+        data = await self._run("EntityIsTeam", {"entity": self.entity})
+        if data.get("entity") is None:
+            raise BackendError(f"entity {self.entity} not found or not accessible with this API key")
+        return bool(data["entity"].get("isTeam"))
+
+    async def launch_agent(self, agent_id: str) -> dict[str, Any]:
+        data = await self._run("LaunchAgent", {"agentId": agent_id})
+        return dict(data.get("launchAgent") or {})
+
+    async def update_launch_agent(self, agent_id: str, status: str) -> bool:
+        data = await self._run("updateLaunchAgent", {"agentId": agent_id, "agentStatus": status})
+        return bool((data.get("updateLaunchAgent") or {}).get("success"))
+
+    async def pop(self, queue: str, agent_id: str) -> PoppedItem | None:
+        data = await self._run("popFromRunQueue", {"entity": self.entity, "project": LAUNCH_PROJECT,
+                                                   "queueName": queue, "launchAgentId": agent_id})
+        item = data.get("popFromRunQueue")
+        if not item:
+            return None
+        spec = item.get("runSpec")
+        if isinstance(spec, str):
+            try:
+                spec = json.loads(spec)
+            except ValueError:
+                spec = None
+        return PoppedItem(item_id=str(item["runQueueItemId"]), run_spec=spec if isinstance(spec, dict) else {},
+                          queue=queue)
+
+    async def ack(self, item_id: str, run_id: str) -> bool:
+        data = await self._run("ackRunQueueItem", {"itemId": item_id, "runId": run_id})
+        return bool((data.get("ackRunQueueItem") or {}).get("success"))
+
+    async def fail(self, item_id: str, message: str, stage: str) -> bool:
+        data = await self._run("failRunQueueItem", {"runQueueItemId": item_id, "message": message,
+                                                    "stage": stage})
+        return bool((data.get("failRunQueueItem") or {}).get("success"))
+
+    async def warn(self, item_id: str, message: str, stage: str = "Kubernetes") -> bool:
+        data = await self._run("updateRunQueueItemWarning", {"runQueueItemId": item_id, "message": message,
+                                                             "stage": stage, "filePaths": []})
+        return bool((data.get("updateRunQueueItemWarning") or {}).get("success"))
+
+    async def run_stopped(self, entity: str, project: str, run_id: str) -> bool:
+        data = await self._run("RunStoppedStatus", {"projectName": project, "entityName": entity,
+                                                    "runId": run_id})
+        run = (data.get("project") or {}).get("run") or {}
+        return bool(run.get("stopped"))
+
+    async def run_state(self, entity: str, project: str, run_id: str) -> str | None:
+        data = await self._run("RunState", {"project": project, "entity": entity, "name": run_id})
+        run = (data.get("project") or {}).get("run")
+        return None if not run else str(run.get("state") or "")

@@ -1,0 +1,274 @@
+{{/*
+Names. Every name is at most 63 characters and ends in an alphanumeric character.
+*/}}
+{{- define "launch-agent.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "launch-agent.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A name derived from the full name with a suffix; the prefix is cut so the suffix survives. */}}
+{{- define "launch-agent.suffixed" -}}
+{{- $root := index . 0 -}}
+{{- $suffix := index . 1 -}}
+{{- $max := sub 62 (len $suffix) | int -}}
+{{- printf "%s-%s" (include "launch-agent.fullname" $root | trunc $max | trimSuffix "-") $suffix -}}
+{{- end -}}
+
+{{- define "launch-agent.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The agent's namespace: `namespace` when set, else the release namespace. */}}
+{{- define "launch-agent.namespace" -}}
+{{- default .Release.Namespace .Values.namespace -}}
+{{- end -}}
+
+{{/* Target namespaces, comma separated: the agent's own first, then the additional ones, without duplicates. */}}
+{{- define "launch-agent.targetNamespaces" -}}
+{{- $all := prepend (.Values.additionalTargetNamespaces | default list) (include "launch-agent.namespace" .) -}}
+{{- join "," (uniq $all) -}}
+{{- end -}}
+
+{{/*
+Labels. The selector uses name + instance only, so user labels never enter it.
+*/}}
+{{- define "launch-agent.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "launch-agent.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | trunc 63 | trimSuffix "-" | quote }}
+{{- end -}}
+
+{{- define "launch-agent.standardLabels" -}}
+{{- $std := dict
+  "app.kubernetes.io/name" (include "launch-agent.name" .)
+  "app.kubernetes.io/instance" (.Release.Name | trunc 63 | trimSuffix "-")
+  "app.kubernetes.io/version" (.Chart.AppVersion | trunc 63 | trimSuffix "-")
+  "app.kubernetes.io/managed-by" .Release.Service
+  "app.kubernetes.io/component" "agent"
+  "app.kubernetes.io/part-of" "launch-agent"
+  "helm.sh/chart" (include "launch-agent.chart" .) -}}
+{{- toJson $std -}}
+{{- end -}}
+
+{{/* Labels of every object: the standard ones, then commonLabels. */}}
+{{- define "launch-agent.labels" -}}
+{{- $std := fromJson (include "launch-agent.standardLabels" .) -}}
+{{- include "launch-agent.stringMap" (merge $std (.Values.commonLabels | default dict)) | trim -}}
+{{- end -}}
+
+{{/* Render a map of strings with every key and value quoted; null values are dropped. */}}
+{{- define "launch-agent.stringMap" -}}
+{{- range $k, $v := . }}
+{{- if not (kindIs "invalid" $v) }}
+{{ $k | quote }}: {{ $v | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Image. A reference without tag or digest gets the chart's appVersion.
+*/}}
+{{- define "launch-agent.image" -}}
+{{- $image := .Values.agent.image -}}
+{{- $last := last (splitList "/" $image) -}}
+{{- if or (contains "@" $image) (contains ":" $last) -}}
+{{- $image -}}
+{{- else -}}
+{{- printf "%s:%s" $image .Chart.AppVersion -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the image is the official W&B agent. */}}
+{{- define "launch-agent.official" -}}
+{{- $kind := .Values.agent.imageKind | default "auto" -}}
+{{- if eq $kind "official" -}}
+true
+{{- else if eq $kind "auto" -}}
+{{- $repo := regexReplaceAll "[:@].*$" (last (splitList "/" .Values.agent.image)) "" -}}
+{{- $path := splitList "/" .Values.agent.image -}}
+{{- $prefix := initial $path | join "/" -}}
+{{- if and (has $repo (list "launch-agent" "launch-agent-dev")) (has $prefix (list "wandb" "docker.io/wandb" "index.docker.io/wandb" "registry-1.docker.io/wandb")) -}}
+true
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the health endpoint is probed (our agent with probes on). */}}
+{{- define "launch-agent.probed" -}}
+{{- if and .Values.agent.probes.enabled (not (include "launch-agent.official" .)) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+Object names. Per release, so two releases in one namespace never collide.
+*/}}
+{{- define "launch-agent.serviceAccountName" -}}
+{{- default (include "launch-agent.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "launch-agent.configMapName" -}}
+{{- include "launch-agent.suffixed" (list . "config") -}}
+{{- end -}}
+
+{{/* The API-key Secret: the name the official agent derives from WANDB_RELEASE_NAME, unless an existing one is named. */}}
+{{- define "launch-agent.apiKeySecretName" -}}
+{{- if .Values.agent.existingApiKeySecret -}}
+{{- .Values.agent.existingApiKeySecret -}}
+{{- else -}}
+{{- printf "wandb-api-key-%s" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the chart renders the API-key Secrets. */}}
+{{- define "launch-agent.rendersApiKey" -}}
+{{- if not (or .Values.agent.useExternalWandbSecret .Values.agent.existingApiKeySecret) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- define "launch-agent.gitCredsSecretName" -}}
+{{- if .Values.existingGitCredsSecret -}}
+{{- .Values.existingGitCredsSecret -}}
+{{- else -}}
+{{- include "launch-agent.suffixed" (list . "git-creds") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "launch-agent.secretEnvName" -}}
+{{- include "launch-agent.suffixed" (list . "secret-env") -}}
+{{- end -}}
+
+{{/* The official agent's kaniko jobs read the fixed name azure-storage-access-key. */}}
+{{- define "launch-agent.azureSecretName" -}}
+{{- if include "launch-agent.official" . -}}
+azure-storage-access-key
+{{- else -}}
+{{- include "launch-agent.suffixed" (list . "azure-storage") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "launch-agent.sshConfigName" -}}
+{{- include "launch-agent.suffixed" (list . "ssh-config") -}}
+{{- end -}}
+
+{{- define "launch-agent.leaseName" -}}
+{{- include "launch-agent.suffixed" (list . "leader") -}}
+{{- end -}}
+
+{{/*
+Additional env vars and secret env vars, normalised to a list of maps.
+A map of name -> value is accepted as well as the official list of {name, value}.
+*/}}
+{{- define "launch-agent.envList" -}}
+{{- $out := list -}}
+{{- if kindIs "map" . -}}
+{{- range $k, $v := . -}}
+{{- $out = append $out (dict "name" $k "value" $v) -}}
+{{- end -}}
+{{- else -}}
+{{- $out = . | default list -}}
+{{- end -}}
+{{- toJson (dict "items" $out) -}}
+{{- end -}}
+
+{{/* Inline secret env vars (those with `value`), the ones the chart stores in its Secret. */}}
+{{- define "launch-agent.inlineSecretEnv" -}}
+{{- $out := list -}}
+{{- range (fromJson (include "launch-agent.envList" .Values.additionalSecretEnvVars)).items -}}
+{{- if not .secretKeyRef -}}
+{{- $out = append $out . -}}
+{{- end -}}
+{{- end -}}
+{{- toJson (dict "items" $out) -}}
+{{- end -}}
+
+{{/* The parsed launchConfig; fails with a clear message when it is missing or not a YAML mapping with queues. */}}
+{{- define "launch-agent.launchConfig" -}}
+{{- $raw := .Values.launchConfig | default "" | trim -}}
+{{- if not $raw -}}
+{{- fail "launchConfig: required; set it to the contents of your agent config (launch-config.yaml), a YAML mapping with a `queues` list" -}}
+{{- end -}}
+{{- $cfg := fromYaml $raw -}}
+{{- if hasKey $cfg "Error" -}}
+{{- fail (printf "launchConfig: not a YAML mapping (%s)" $cfg.Error) -}}
+{{- end -}}
+{{- $queues := get $cfg "queues" -}}
+{{- if not (kindIs "slice" $queues) -}}
+{{- fail "launchConfig: `queues` must be a non-empty list of queue names" -}}
+{{- end -}}
+{{- if not $queues -}}
+{{- fail "launchConfig: `queues` must be a non-empty list of queue names" -}}
+{{- end -}}
+{{- range $queues -}}
+{{- if or (not (kindIs "string" .)) (contains "<" (toString .)) -}}
+{{- fail (printf "launchConfig: queue %v is not a queue name (replace the placeholder with your queue's name)" .) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $cfg -}}
+{{- end -}}
+
+{{/*
+Checks of value combinations that the schema cannot express. Included by the Deployment.
+*/}}
+{{- define "launch-agent.validate" -}}
+{{- if and .Values.agent.apiKey .Values.agent.useExternalWandbSecret -}}
+{{- fail "agent.apiKey is set together with agent.useExternalWandbSecret=true; set one of them" -}}
+{{- end -}}
+{{- if and .Values.agent.apiKey .Values.agent.existingApiKeySecret -}}
+{{- fail "agent.apiKey is set together with agent.existingApiKeySecret; set one of them" -}}
+{{- end -}}
+{{- if and (include "launch-agent.rendersApiKey" .) (not .Values.agent.apiKey) -}}
+{{- fail "agent.apiKey: required; or set agent.existingApiKeySecret (or agent.useExternalWandbSecret=true) to use a Secret you create" -}}
+{{- end -}}
+{{- if and .Values.gitCreds .Values.existingGitCredsSecret -}}
+{{- fail "gitCreds is set together with existingGitCredsSecret; set one of them" -}}
+{{- end -}}
+{{- if and (gt (int .Values.replicas) 1) (include "launch-agent.official" .) -}}
+{{- fail "replicas > 1 needs leader election, which the official wandb/launch-agent image does not have; use replicas: 1 with that image" -}}
+{{- end -}}
+{{- if gt (int .Values.replicas) 1 -}}
+{{- $min := .Values.agent.minAvailable -}}
+{{- if and (kindIs "string" $min) (eq $min "100%") -}}
+{{- fail "agent.minAvailable: 100% would block every node drain; use a smaller value" -}}
+{{- end -}}
+{{- if and (not (kindIs "string" $min)) (ge (int $min) (int .Values.replicas)) -}}
+{{- fail (printf "agent.minAvailable (%v) must be lower than replicas (%v), or no agent pod could ever be evicted" $min .Values.replicas) -}}
+{{- end -}}
+{{- end -}}
+{{- $cabundle := .Values.customCABundle.configMap -}}
+{{- if and (or $cabundle.name $cabundle.key) (not (and $cabundle.name $cabundle.key)) -}}
+{{- fail "customCABundle.configMap: set both name and key" -}}
+{{- end -}}
+{{- range (fromJson (include "launch-agent.envList" .Values.additionalSecretEnvVars)).items -}}
+{{- if and (not .secretKeyRef) (kindIs "invalid" .value) -}}
+{{- fail (printf "additionalSecretEnvVars: %s needs either value or secretKeyRef" .name) -}}
+{{- end -}}
+{{- end -}}
+{{- range $ns := .Values.additionalTargetNamespaces | default list -}}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $ns) -}}
+{{- fail (printf "additionalTargetNamespaces: %q is not a valid namespace name" $ns) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := include "launch-agent.launchConfig" . -}}
+{{- end -}}
+
+{{/* The launchConfig's builder type, or "". */}}
+{{- define "launch-agent.builderType" -}}
+{{- $cfg := fromJson (include "launch-agent.launchConfig" .) -}}
+{{- $builder := get $cfg "builder" | default dict -}}
+{{- if kindIs "map" $builder -}}
+{{- get $builder "type" | default "" -}}
+{{- end -}}
+{{- end -}}

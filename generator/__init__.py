@@ -1,0 +1,1 @@
+"""The values generator: `python -m generator {values,validate,queue,rbac,schema}`."""

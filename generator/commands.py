@@ -1,0 +1,266 @@
+"""The five commands; each returns an exit code and raises InputError for bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from generator import rbac
+from generator.atomic import write_text
+from generator.cli import command_line
+from generator.output import render_new, render_update
+from generator.problems import InputError, Problem
+from generator.queues import queue_info
+from generator.validation import check
+from generator.values import Derived, ValuesOptions, derive, load_checked
+from generator.yamlfile import Document, parse
+
+# ------------------------------------------------------------------------------------------ values
+
+
+def options(args: argparse.Namespace, env: Mapping[str, str]) -> ValuesOptions:
+    get = vars(args).get
+    return ValuesOptions(
+        config=args.config, queues=tuple(args.queues), namespace=args.namespace,
+        release=get("release") or "launch-agent", api_key_secret=get("api_key_secret"),
+        api_key_env=get("api_key_env"), base_url=get("base_url"), identity=get("identity"),
+        no_identity=bool(get("no_identity")), inline_secrets=bool(get("inline_secrets")),
+        plurals=tuple(args.plural), kaniko_pvc=get("kaniko_pvc"),
+        kaniko_docker_config_secret=get("kaniko_docker_config_secret"),
+        git_creds_secret=get("git_creds_secret"), git_creds_env=get("git_creds_env"),
+        azure_storage_key_env=get("azure_storage_key_env"), agent_image=args.agent_image, environ=env)
+
+
+def cmd_values(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, err: TextIO,
+               argv: Sequence[str]) -> int:
+    for flag in ("output", "update"):
+        target = getattr(args, flag)
+        if target is not None and Path(target).is_dir():
+            raise InputError([Problem(target, "is a directory; expected a values file path")])
+    derived = derive(options(args, env))
+    if args.update:
+        text = render_update(args.update, derived, explicit_api_key=bool(args.api_key_secret or args.api_key_env))
+    else:
+        text = render_new(derived, [args.config], command_line(argv))
+    target = args.update or args.output
+    if target:
+        write_text(target, text)
+        print(f"wrote {target}", file=err)
+    else:
+        out.write(text)
+    for note in derived.notes:
+        print(f"note: {note}", file=err)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- validate
+
+VALUES_KEYS = {"launchConfig", "agent", "rbac", "serviceAccount", "additionalTargetNamespaces", "baseUrl",
+               "replicas", "gitCreds", "namespace", "customCABundle"}
+CONFIG_KEYS = {"queues", "queue", "entity", "max_jobs", "max_schedulers", "builder", "environment", "registry",
+               "secure_mode", "verbosity", "stopped_run_timeout"}
+QUEUE_KEYS = {"kubernetes", "spec", "apiVersion", "kind", "metadata"}
+
+
+def detect(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return None
+    keys = {str(k) for k in data}
+    if keys & (VALUES_KEYS - {"namespace"}):
+        return "values"
+    if keys & CONFIG_KEYS:
+        return "launch-config"
+    if keys & QUEUE_KEYS or "namespace" in keys:
+        return "queue-config"
+    return None
+
+
+def _embedded_config(doc: Document) -> tuple[Document | None, list[Problem]]:
+    text = doc.data.get("launchConfig") if isinstance(doc.data, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        return None, []
+    line, _ = doc.where(("launchConfig",))
+    try:
+        inner = parse(doc.file, text)
+    except InputError as exc:
+        return None, [Problem(p.file, p.message, (p.line or 1) + line, p.col, "launchConfig") for p in exc.problems]
+    inner.line_offset = line
+    found = check(inner, "launch-config")
+    return inner, [Problem(p.file, p.message, p.line, p.col, f"launchConfig: {p.key}" if p.key else "launchConfig")
+                   for p in found]
+
+
+def _coverage(values: Document, queues: Sequence[Document]) -> list[Problem]:
+    """Queues whose namespace or custom resource the values file does not grant."""
+    data = values.data
+    targets = set(data.get("additionalTargetNamespaces") or [])
+    if data.get("namespace"):
+        targets.add(data["namespace"])
+    rules = (data.get("rbac") or {}).get("extraRules") or []
+    out: list[Problem] = []
+    for qdoc in queues:
+        info, _ = queue_info(qdoc)
+        if info.namespace and info.namespace not in targets:
+            out.append(qdoc.problem(info.namespace_path or (), f"namespace {info.namespace} is not a target of "
+                                    f"{values.file} (additionalTargetNamespaces)"))
+        if not info.is_job:
+            granted = any(info.group in r.get("apiGroups", []) and "create" in r.get("verbs", [])
+                          and not r.get("resourceNames") for r in rules if isinstance(r, dict))
+            if not granted:
+                out.append(info.problem("kind", f"{values.file} grants no rbac.extraRules for {info.kind_label}"))
+    return out
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    problems: list[Problem] = []
+    values_docs: list[Document] = []
+    queue_docs: list[Document] = []
+    for path in args.files:
+        from generator.yamlfile import load
+        try:
+            doc = load(path)
+        except InputError as exc:
+            problems.extend(exc.problems)
+            continue
+        kind = args.kind or detect(doc.data)
+        if kind is None:
+            problems.append(Problem(path, "cannot tell whether this is an agent config, a queue config or a "
+                                          "values file; pass --as", 1, 1))
+            continue
+        found = check(doc, kind)
+        if kind == "launch-config" and not found:
+            from generator.agentconfig import agent_problems
+            found = agent_problems(doc)
+        if kind == "values":
+            _, more = _embedded_config(doc)
+            found.extend(more)
+            if not found:
+                values_docs.append(doc)
+        if kind == "queue-config" and not found:
+            found = queue_info(doc)[1]
+            if not found:
+                queue_docs.append(doc)
+        problems.extend(found)
+        if not found:
+            print(f"{path}: ok ({kind})", file=out)
+    for vdoc in values_docs:
+        problems.extend(_coverage(vdoc, queue_docs))
+    if problems:
+        raise InputError(problems)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- queue
+
+
+def cmd_queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from agent.manifest import ManifestError, ManifestSettings, build_workload
+
+    qdoc, problems = load_checked(args.queue, "queue-config")
+    entity, secure = args.entity, False
+    if args.config:
+        cdoc, more = load_checked(args.config, "launch-config")
+        problems.extend(more)
+        if cdoc is not None and not more:
+            from generator.agentconfig import agent_facts
+            entity = entity or cdoc.data.get("entity")
+            secure = agent_facts(cdoc.data).secure_mode
+    if problems or qdoc is None:
+        raise InputError(problems)
+    info, more = queue_info(qdoc)
+    if more:
+        raise InputError(more)
+    body = json.loads(json.dumps(info.body, default=str))
+    targets = (info.namespace,) if info.namespace else ()
+    settings = ManifestSettings(
+        agent_namespace=args.namespace, target_namespaces=targets, api_key_secret=args.api_key_secret,
+        agent_identity=args.release, queue_entity=str(entity or "entity"), security_level=args.security_level,
+        secure_mode=secure)
+    run_spec = {
+        "run_id": args.run_id, "entity": str(entity or "entity"), "project": args.project,
+        "name": args.run_name, "author": args.author, "docker": {"docker_image": args.image},
+        "resource_args": {"kubernetes": body}, "overrides": {},
+    }
+    queue_name = args.queue_name or Path(args.queue).stem
+    try:
+        objs = build_workload(run_spec, item_id=args.item_id, queue=queue_name, settings=settings)
+    except ManifestError as exc:
+        raise InputError([Problem(args.queue, f"the agent refuses this queue config: {exc.rule}: "
+                                              f"{exc.message}")]) from None
+    out.write(yaml.safe_dump_all(objs, sort_keys=False, default_flow_style=False))
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- rbac
+
+
+def rbac_table(d: Derived) -> list[dict[str, Any]]:
+    """Per namespace: each rule with its verbs and the reasons it is granted."""
+    official = d.official_image
+    agent_ns = d.agent_namespace or "<release namespace>"
+    rows: list[dict[str, Any]] = []
+    namespaces = [(agent_ns, ["agent namespace"])] + [(ns, why) for ns, why in d.targets]
+    for ns, why in namespaces:
+        rules: list[dict[str, Any]] = []
+        for group, resource, verbs, reason in rbac.CHART_DEFAULTS:
+            if resource == "secrets" and official:
+                rules.append({"apiGroup": group, "resource": resource, "verbs": ["create", "get", "delete"],
+                              "resourceNames": [], "why": ["chart default, official image: per-run API-key Secret"]})
+                continue
+            rules.append({"apiGroup": group, "resource": resource, "verbs": list(verbs), "resourceNames": [],
+                          "why": [f"chart default: {reason}"]})
+        grants = list(d.plan.extra) + (list(d.plan.agent_ns) if ns == agent_ns else [])
+        for g in grants:
+            rules.append({"apiGroup": g.group, "resource": g.resource, "verbs": list(g.verbs),
+                          "resourceNames": list(g.resource_names), "why": list(g.reasons)})
+        rows.append({"namespace": ns, "why": why, "rules": rules})
+    return rows
+
+
+def cmd_rbac(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    env: dict[str, str] = {}
+    d = derive(ValuesOptions(config=args.config, queues=tuple(args.queues), namespace=args.namespace,
+                             plurals=tuple(args.plural), agent_image=args.agent_image, no_identity=True,
+                             environ=env))
+    table = rbac_table(d)
+    if args.format == "json":
+        out.write(json.dumps(table, indent=2) + "\n")
+        return 0
+    for block in table:
+        out.write(f"namespace {block['namespace']} ({'; '.join(block['why'])})\n")
+        for rule in block["rules"]:
+            res = f"{rule['apiGroup']}/{rule['resource']}" if rule["apiGroup"] else rule["resource"]
+            if rule["resourceNames"]:
+                res += f" [{', '.join(rule['resourceNames'])}]"
+            out.write(f"  {res:<40} {','.join(rule['verbs']):<30} {'; '.join(rule['why'])}\n")
+    out.write("cluster-wide: nothing (no ClusterRole, no ClusterRoleBinding)\n")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ schema
+
+
+def cmd_schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        from generator import chart_schema
+    except ImportError as exc:
+        raise InputError([Problem("generator/chart_schema.py", f"not available yet: {exc}")]) from None
+    stale = []
+    for path, text in chart_schema.expected_files().items():
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == text:
+            continue
+        stale.append(path)
+        if not args.check:
+            write_text(path, text)
+            print(f"wrote {path}", file=err)
+    if args.check and stale:
+        for path in stale:
+            print(f"{path}: out of date; run python -m generator schema", file=err)
+        return 1
+    return 0

@@ -1,0 +1,119 @@
+"""``python -m localenv {build,up,down,status,env,emulator}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from localenv import cluster, tools
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    return Path(args.state_dir) if args.state_dir else cluster.default_state_dir()
+
+
+def _print_env(state: cluster.State) -> None:
+    for key, value in state.env().items():
+        print(f"export {key}={shlex.quote(value)}")
+    print(f'export PATH={shlex.quote(state.bin_dir)}:"$PATH"')
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    path = tools.build(force=args.force)
+    print(f"localenv tools ready in {path} ({time.monotonic() - t0:.1f} s)")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    t0 = time.monotonic()
+    bins = tools.bin_dir()
+    state = cluster.up(state_dir, nodes=args.nodes, bin_dir=bins, with_emulator=not args.no_emulator,
+                       log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"localenv up in {time.monotonic() - t0:.1f} s: {state.server}, nodes {', '.join(state.nodes)}",
+          file=sys.stderr)
+    if state.emulator_url:
+        key = state.emulator_api_key or f"(not found; see {state_dir / 'wandb-emulator.json'})"
+        print(f"W&B emulator: {state.emulator_url}  API key: {key}", file=sys.stderr)
+    print(f"stop it with: python -m localenv down --state-dir {shlex.quote(state.state_dir)}", file=sys.stderr)
+    print("# use it from a shell:", file=sys.stderr)
+    _print_env(state)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    stopped = cluster.down(state_dir)
+    print(f"localenv down: stopped {', '.join(stopped) or 'nothing'}; removed {state_dir}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    info = cluster.status(_state_dir(args))
+    print(json.dumps(info, indent=2))
+    return 0 if info.get("running") and info.get("apiserver_ready") else 1
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args).expanduser().resolve()
+    state = cluster.State.load(state_dir)
+    if state is None:
+        raise cluster.LocalenvError(f"no localenv in {state_dir}; start one with `python -m localenv up`")
+    _print_env(state)
+    return 0
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    argv = [sys.executable, "-m", cluster.EMULATOR_MODULE, *args.rest]
+    if not cluster.emulator_available():
+        raise cluster.LocalenvError(f"{cluster.EMULATOR_MODULE} is not installed in this tree yet")
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m localenv", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build", help="build the pinned Kubernetes tools into the cache (if needed)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the cache is complete")
+    p.set_defaults(func=cmd_build)
+
+    for name, func, text in (
+        ("up", cmd_up, "start a local control plane (and the W&B emulator)"),
+        ("down", cmd_down, "stop it and remove its state directory"),
+        ("status", cmd_status, "show its processes and readiness"),
+        ("env", cmd_env, "print export lines for a shell"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--state-dir", help=f"state directory (default {cluster.default_state_dir()})")
+        p.set_defaults(func=func)
+        if name == "up":
+            p.add_argument("--nodes", type=int, default=1, help="number of fake (kwok) nodes (default 1)")
+            p.add_argument("--no-emulator", action="store_true", help="do not start the W&B emulator")
+
+    p = sub.add_parser("emulator", help="run the W&B emulator in the foreground (python -m localenv.wandb_emulator)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed on, e.g. --port 8080")
+    p.set_defaults(func=cmd_emulator)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (cluster.LocalenvError, tools.BuildError) as exc:
+        print(f"localenv {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Pinned Go builds of the Kubernetes tools localenv runs.
+
+Each subdirectory (``kubernetes``, ``etcd``, ``helm``, ``kwok``) is a tiny Go module whose
+``go.mod``/``go.sum`` pin one upstream release; ``tools.go`` imports the main packages so
+``go mod tidy`` keeps them. The binaries are built with the local Go toolchain into
+``<cache>/localenv/<pin-hash>/bin`` and rebuilt only when a pin (or the Go version) changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+TOOLS_DIR = Path(__file__).resolve().parent
+MIN_GO = (1, 26)
+HEARTBEAT_SECONDS = 30.0
+
+
+class BuildError(RuntimeError):
+    """A tool could not be built; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class Binary:
+    name: str
+    package: str
+    version_module: str = ""
+    ldflags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One Go module directory under localenv/tools and the binaries built from it."""
+
+    name: str
+    binaries: tuple[Binary, ...]
+
+    @property
+    def module_dir(self) -> Path:
+        return TOOLS_DIR / self.name
+
+
+def _kube_ldflags(version: str) -> tuple[str, ...]:
+    major, minor = version.lstrip("v").split(".")[:2]
+    pkg = "k8s.io/component-base/version"
+    return (
+        f"-X {pkg}.gitVersion={version}",
+        f"-X {pkg}.gitMajor={major}",
+        f"-X {pkg}.gitMinor={minor}",
+        f"-X {pkg}.gitTreeState=clean",
+        f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
+    )
+
+
+KUBE = "k8s.io/kubernetes"
+TOOLS: tuple[Tool, ...] = (
+    Tool("etcd", (Binary("etcd", "go.etcd.io/etcd/server/v3"),)),
+    Tool(
+        "kubernetes",
+        tuple(
+            Binary(name, f"{KUBE}/cmd/{name}", version_module=KUBE)
+            for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+        ),
+    ),
+    Tool("helm", (Binary("helm", "helm.sh/helm/v3/cmd/helm", version_module="helm.sh/helm/v3"),)),
+    Tool("kwok", (Binary("kwok", "sigs.k8s.io/kwok/cmd/kwok"),)),
+)
+BINARIES: tuple[str, ...] = tuple(b.name for t in TOOLS for b in t.binaries)
+
+
+def cache_root() -> Path:
+    """Root of the launch-agent cache (``LAUNCH_AGENT_CACHE`` or ``~/.cache/launch-agent``)."""
+    override = os.environ.get("LAUNCH_AGENT_CACHE")
+    if override:
+        return Path(override).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "launch-agent"
+
+
+def required_version(module_dir: Path, module: str) -> str:
+    """The version ``go.mod`` in *module_dir* requires for *module* (replace lines ignored)."""
+    text = (module_dir / "go.mod").read_text()
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", text, re.MULTILINE)
+    if not match:
+        raise BuildError(f"{module_dir / 'go.mod'}: no require line for {module}")
+    return match.group(1)
+
+
+def ldflags_for(tool: Tool, binary: Binary) -> str:
+    flags = ["-s", "-w"]
+    if binary.version_module == KUBE:
+        flags += _kube_ldflags(required_version(tool.module_dir, KUBE))
+    elif binary.version_module == "helm.sh/helm/v3":
+        version = required_version(tool.module_dir, binary.version_module)
+        flags.append(f"-X helm.sh/helm/v3/internal/version.version={version}")
+    flags += binary.ldflags
+    return " ".join(flags)
+
+
+def find_go(candidates: list[str] | None = None) -> Path:
+    """The ``go`` command: ``$GO``, then PATH, then /usr/local/go/bin/go."""
+    if candidates is None:
+        candidates = [os.environ.get("GO", ""), shutil.which("go") or "", "/usr/local/go/bin/go"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    raise BuildError(
+        "the Go toolchain was not found (set GO or put `go` >= "
+        f"{MIN_GO[0]}.{MIN_GO[1]} on PATH); it is needed once to build the localenv tools"
+    )
+
+
+def go_env(go: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["GOTOOLCHAIN"] = "local"
+    env["GOFLAGS"] = "-mod=readonly"
+    env["PATH"] = f"{go.parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def go_version(go: Path) -> str:
+    out = subprocess.run(
+        [str(go), "env", "GOVERSION"], capture_output=True, text=True, env=go_env(go), check=False
+    )
+    version = out.stdout.strip()
+    match = re.match(r"go(\d+)\.(\d+)", version)
+    if out.returncode != 0 or not match:
+        raise BuildError(f"`{go} env GOVERSION` failed: {(out.stderr or out.stdout).strip()[:200]}")
+    if (int(match.group(1)), int(match.group(2))) < MIN_GO:
+        raise BuildError(f"{go} is {version}; the localenv tools need Go >= {MIN_GO[0]}.{MIN_GO[1]}")
+    return version
+
+
+def pin_hash(go_version_text: str) -> str:
+    """Hash of every pin: go.mod, go.sum and tools.go of each tool, the binaries, the Go version."""
+    digest = hashlib.sha256()
+    digest.update(go_version_text.encode())
+    for tool in TOOLS:
+        for fname in ("go.mod", "go.sum", "tools.go"):
+            path = tool.module_dir / fname
+            digest.update(f"\0{tool.name}/{fname}\0".encode())
+            digest.update(path.read_bytes())
+        for binary in tool.binaries:
+            digest.update(f"\0{binary.name}={binary.package};{ldflags_for(tool, binary)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _default_log(line: str) -> None:
+    print(f"[localenv build] {line}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _explain_failure(tool: Tool, log_path: Path) -> str:
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    download = re.compile(r"(dial tcp|proxy\.golang|reading https?://|i/o timeout|no such host|"
+                          r"connection refused|TLS handshake|410 Gone|404 Not Found|verifying .*: )")
+    for line in lines:
+        if download.search(line):
+            return f"module download failed while building {tool.name}: {line.strip()[:240]} (log: {log_path})"
+    for line in lines:
+        if "requires go >=" in line or "go.mod requires go" in line:
+            return f"{tool.name}: {line.strip()[:240]}"
+    last = lines[-1].strip()[:240] if lines else "no output"
+    return f"building {tool.name} failed: {last} (full log: {log_path})"
+
+
+def _run_go_build(
+    go: Path, tool: Tool, binary: Binary, out: Path, log_path: Path, log: Callable[[str], None]
+) -> None:
+    cmd = [str(go), "build", "-ldflags", ldflags_for(tool, binary), "-o", str(out), binary.package]
+    start = time.monotonic()
+    next_beat = start + HEARTBEAT_SECONDS
+    with log_path.open("a") as log_file:
+        log_file.write(f"$ {' '.join(cmd)}\n")
+        log_file.flush()
+        proc = subprocess.Popen(
+            cmd, cwd=tool.module_dir, env=go_env(go), stdout=log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            while proc.poll() is None:
+                time.sleep(0.5)
+                if time.monotonic() >= next_beat:
+                    log(f"  {binary.name}: still building ({time.monotonic() - start:.0f} s)")
+                    next_beat += HEARTBEAT_SECONDS
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    if proc.returncode != 0:
+        raise BuildError(_explain_failure(tool, log_path))
+
+
+def build(force: bool = False, log: Callable[[str], None] = _default_log) -> Path:
+    """Build every pinned tool if needed; return the bin directory."""
+    go = find_go()
+    version = go_version(go)
+    root = cache_root() / "localenv" / pin_hash(version)
+    bin_path = root / "bin"
+    if not force and _complete(bin_path):
+        return bin_path
+    with _locked(root / ".build.lock"):
+        if not force and _complete(bin_path):
+            return bin_path
+        staging = root / f"bin.partial-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        log_path = root / "build.log"
+        log_path.write_text("")
+        log(f"building {len(BINARIES)} tools with {version} into {bin_path} (log: {log_path})")
+        total = time.monotonic()
+        for tool in TOOLS:
+            t0 = time.monotonic()
+            names = ", ".join(b.name for b in tool.binaries)
+            log(f"{tool.name}: {names} ...")
+            for binary in tool.binaries:
+                _run_go_build(go, tool, binary, staging / binary.name, log_path, log)
+            log(f"{tool.name}: done in {time.monotonic() - t0:.0f} s")
+        if bin_path.exists():
+            shutil.rmtree(bin_path)
+        staging.rename(bin_path)
+        log(f"all tools built in {time.monotonic() - total:.0f} s")
+    return bin_path
+
+
+def _complete(bin_path: Path) -> bool:
+    return all((bin_path / name).is_file() for name in BINARIES)
+
+
+def bin_dir() -> Path:
+    """Directory holding the pinned binaries, building them first if needed."""
+    return build()
+
+
+def binary(name: str) -> Path:
+    """Path of one pinned binary (``kube-apiserver``, ``etcd``, ``helm``, ``kwok``, ...)."""
+    if name not in BINARIES:
+        raise KeyError(f"unknown localenv tool {name!r}; known: {', '.join(BINARIES)}")
+    return bin_dir() / name

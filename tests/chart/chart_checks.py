@@ -1,0 +1,106 @@
+"""Assertions over rendered chart objects, shared by the chart tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "launch-agent"
+CI_FILES = sorted((CHART / "ci").glob("*.yaml"))
+BASIC = CHART / "ci" / "basic-values.yaml"
+OFFICIAL_STYLE = REPO / "tests" / "fixtures" / "official-style-values.yaml"
+API_KEY = "0123456789abcdef0123456789abcdef01234567"  # the key of ci/basic-values.yaml
+# helm template needs a Kubernetes version for its Capabilities; installs use the cluster's.
+KUBE_VERSION = "1.33.0"
+# kubernetes-validate checks every rendered object against these API versions.
+VALIDATE_VERSIONS = ("1.33.0", "1.37.0")
+
+Obj = dict[str, Any]
+
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass", "CustomResourceDefinition"}
+PSS_RESTRICTED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret",
+}
+
+
+def of_kind(objs: list[Obj], kind: str) -> list[Obj]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def one(objs: list[Obj], kind: str, name_part: str = "") -> Obj:
+    found = [o for o in of_kind(objs, kind) if name_part in o["metadata"]["name"]]
+    assert len(found) == 1, f"expected one {kind} named *{name_part}*, got {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def deployment(objs: list[Obj]) -> Obj:
+    return one(objs, "Deployment")
+
+
+def agent_container(objs: list[Obj]) -> Obj:
+    containers = deployment(objs)["spec"]["template"]["spec"]["containers"]
+    return next(c for c in containers if c["name"] == "launch-agent")
+
+
+def env_of(container: Obj) -> dict[str, Obj]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def pod_specs(objs: list[Obj]) -> Iterator[tuple[str, Obj]]:
+    for o in objs:
+        if o["kind"] == "Pod":
+            yield o["metadata"]["name"], o["spec"]
+        elif o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            yield o["metadata"]["name"], o["spec"]["template"]["spec"]
+
+
+def pss_restricted_violations(spec: Obj) -> list[str]:
+    """The rules of the 'restricted' Pod Security Standard (v1.25+) that a pod spec breaks."""
+    bad: list[str] = []
+    psc = spec.get("securityContext") or {}
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(field):
+            bad.append(field)
+    for v in spec.get("volumes", []):
+        kinds = set(v) - {"name"}
+        if not kinds <= PSS_RESTRICTED_VOLUMES:
+            bad.append(f"volume {v['name']}: {sorted(kinds)}")
+    pod_seccomp = (psc.get("seccompProfile") or {}).get("type")
+    for c in spec.get("initContainers", []) + spec.get("containers", []):
+        sc = c.get("securityContext") or {}
+        name = c["name"]
+        if sc.get("privileged"):
+            bad.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            bad.append(f"{name}: allowPrivilegeEscalation must be false")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            bad.append(f"{name}: capabilities must drop ALL")
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+            bad.append(f"{name}: capabilities.add")
+        non_root = sc.get("runAsNonRoot", psc.get("runAsNonRoot"))
+        if non_root is not True:
+            bad.append(f"{name}: runAsNonRoot must be true")
+        if sc.get("runAsUser", psc.get("runAsUser")) == 0:
+            bad.append(f"{name}: runAsUser 0")
+        seccomp = (sc.get("seccompProfile") or {}).get("type", pod_seccomp)
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            bad.append(f"{name}: seccompProfile must be RuntimeDefault or Localhost")
+        for p in c.get("ports", []):
+            if p.get("hostPort"):
+                bad.append(f"{name}: hostPort")
+    return bad
+
+
+def all_strings(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield str(k)
+            yield from all_strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from all_strings(v)
+    elif isinstance(node, str):
+        yield node

@@ -1,0 +1,134 @@
+"""The local control plane behaves like a cluster: pinned version, schedulable nodes, Jobs
+that finish as their pods' annotations say, real admission and RBAC, and side-by-side runs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from cluster_helpers import is_ready, kwok_nodes
+
+from localenv import cluster, kwok, tools
+from localenv.pytest_plugin import Kube
+
+
+def _job(name: str, annotations: dict[str, str] | None = None, ttl: int | None = None) -> dict:
+    spec: dict = {
+        "backoffLimit": 0,
+        "template": {
+            "metadata": {"annotations": annotations or {}},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "busybox:1.36", "command": ["true"]}],
+            },
+        },
+    }
+    if ttl is not None:
+        spec["ttlSecondsAfterFinished"] = ttl
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": spec}
+
+
+def _job_condition(kube: Kube, ns: str, name: str) -> str | None:
+    job = kube.get("job", name, namespace=ns)
+    for cond in job.get("status", {}).get("conditions", []):
+        if cond["type"] in ("Complete", "Failed") and cond["status"] == "True":
+            return cond["type"]
+    return None
+
+
+def test_server_is_the_pinned_release(kube: Kube) -> None:
+    kube_tool = next(t for t in tools.TOOLS if t.name == "kubernetes")
+    pinned = tools.required_version(kube_tool.module_dir, "k8s.io/kubernetes")
+    version = json.loads(kube.kubectl("version", "-o", "json").stdout)
+    assert version["serverVersion"]["gitVersion"] == pinned
+    assert kube.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+
+
+def test_fake_nodes_are_ready_without_taints(kube: Kube) -> None:
+    nodes = [n for n in kube.get("nodes") if n["metadata"]["name"] in kwok_nodes(kube)]
+    assert nodes
+    for node in nodes:
+        conds = {c["type"]: c["status"] for c in node["status"]["conditions"]}
+        assert conds["Ready"] == "True"
+        assert not node["spec"].get("taints")
+
+
+def test_deployment_pods_are_scheduled_and_ready(kube: Kube, namespace) -> None:
+    ns = namespace()
+    kube.kubectl("create", "deployment", "web", "--image=nginx:1.27", "--replicas=2", "-n", ns)
+    kube.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=120s")
+    pods = kube.get("pods", namespace=ns, selector="app=web")
+    assert len(pods) == 2 and all(is_ready(p) for p in pods)
+    assert {p["spec"]["nodeName"] for p in pods} <= kwok_nodes(kube)
+
+
+def test_jobs_finish_as_annotated(kube: Kube, namespace) -> None:
+    ns = namespace()
+    kube.apply([
+        _job("ok"),
+        _job("fails", {kwok.OUTCOME: "fail"}),
+        _job("long", {kwok.RUN_SECONDS: "3600"}),
+        _job("forever", {kwok.OUTCOME: "keep-running"}),
+    ], namespace=ns)
+    kube.wait_for("Job ok to complete", lambda: _job_condition(kube, ns, "ok") == "Complete")
+    kube.wait_for("Job fails to fail", lambda: _job_condition(kube, ns, "fails") == "Failed")
+    failed = kube.get("pods", namespace=ns, selector="job-name=fails")
+    assert failed[0]["status"]["phase"] == "Failed"
+    assert failed[0]["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
+    # The two others started together with "ok" and "fails" and are still running.
+    for name in ("long", "forever"):
+        pods = kube.get("pods", namespace=ns, selector=f"job-name={name}")
+        assert len(pods) == 1 and is_ready(pods[0]), name
+        assert _job_condition(kube, ns, name) is None
+
+
+def test_finished_jobs_are_cleaned_up_by_ttl_and_garbage_collection(kube: Kube, namespace) -> None:
+    ns = namespace()
+    kube.apply(_job("short", ttl=0), namespace=ns)
+    kube.wait_for("the TTL controller to delete Job short",
+                  lambda: not kube.kubectl("get", "job", "short", "-n", ns, "--ignore-not-found", "-o", "name").stdout.strip())
+    kube.wait_for("the garbage collector to delete its pod",
+                  lambda: not kube.get("pods", namespace=ns, selector="job-name=short"))
+
+
+def test_pod_security_admission_enforces_restricted(kube: Kube, namespace) -> None:
+    ns = namespace(labels={"pod-security.kubernetes.io/enforce": "restricted"})
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root"},
+           "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "securityContext": {"privileged": True}}]}}
+    proc = kube.kubectl("apply", "-n", ns, "-f", "-", input_text=json.dumps(pod), check=False)
+    assert proc.returncode != 0
+    assert "violates PodSecurity" in proc.stderr
+
+
+def test_minted_service_account_kubeconfig_has_only_that_identity(kube: Kube, namespace) -> None:
+    ns = namespace()
+    kube.kubectl("create", "serviceaccount", "reader", "-n", ns)
+    kube.kubectl("create", "role", "pod-reader", "--verb=get,list", "--resource=pods", "-n", ns)
+    kube.kubectl("create", "rolebinding", "pod-reader", "--role=pod-reader", f"--serviceaccount={ns}:reader", "-n", ns)
+    sa = kube.sa_kubeconfig(ns, "reader")
+    who = json.loads(kube.kubectl("auth", "whoami", "-o", "json", kubeconfig_path=sa).stdout)
+    assert who["status"]["userInfo"]["username"] == f"system:serviceaccount:{ns}:reader"
+    assert kube.can_i(sa, "list", "pods", ns)
+    assert not kube.can_i(sa, "create", "pods", ns)
+    assert not kube.can_i(sa, "list", "pods", "default")
+    denied = kube.kubectl("get", "secrets", "-n", ns, kubeconfig_path=sa, check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+
+
+def test_a_second_localenv_runs_beside_the_first(kube: Kube, tmp_path: Path) -> None:
+    state_dir = tmp_path / "second"
+    second = cluster.up(state_dir, nodes=1, bin_dir=kube.bin_dir, with_emulator=False, tie_to_parent=True,
+                        log=lambda _line: None)
+    try:
+        assert second.server != (kube.state.server if kube.state else "")
+        marker = f"only-in-second-{uuid.uuid4().hex[:6]}"
+        kube.kubectl("create", "namespace", marker, kubeconfig_path=Path(second.kubeconfig))
+        assert kube.kubectl("get", "namespace", marker, "--ignore-not-found", "-o", "name").stdout.strip() == ""
+        assert cluster.status(state_dir)["apiserver_ready"] is True
+    finally:
+        stopped = cluster.down(state_dir)
+    assert set(stopped) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+    assert not state_dir.exists()
+    assert all(not cluster.is_ours(pid, state_dir) for pid in second.pids.values())
+    assert kube.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"

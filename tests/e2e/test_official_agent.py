@@ -1,0 +1,205 @@
+"""Proof that the W&B emulator is honest: the official agent (``wandb launch-agent`` of the
+pinned ``wandb`` release, unmodified) runs its whole item lifecycle against it.
+
+Every GraphQL operation the official agent sends is collected; the last test checks that
+tests/fixtures/official-agent-operations.json lists each of them, or rewrites that file when
+``RECORD_OFFICIAL_AGENT_OPERATIONS=1`` (see tests/e2e/record_official_agent_operations.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wandb
+from official_agent import OfficialAgent, wait_until
+
+from localenv.wandb_emulator.testing import EmulatorClient, running_emulator
+
+pytestmark = pytest.mark.e2e
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "official-agent-operations.json"
+RECORD = os.environ.get("RECORD_OFFICIAL_AGENT_OPERATIONS") == "1"
+ENTITY = "e2e"
+RUN_SECONDS = "localenv.launch-agent.dev/run-seconds"
+
+# Operations seen per agent scenario, filled by the tests below and checked by the last one.
+_SEEN: dict[str, list[dict[str, Any]]] = {}
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorClient]:
+    with running_emulator() as emu:
+        emu.client.create_entity(ENTITY)
+        yield emu.client
+
+
+def run_spec(run_id: str, image: str = "busybox:1.36") -> dict[str, Any]:
+    return {
+        "entity": ENTITY,
+        "project": "demo",
+        "run_id": run_id,
+        "docker": {"docker_image": image},
+        "overrides": {"args": [], "entry_point": ["sh", "-c", "echo hello"]},
+    }
+
+
+def agent_ops(emulator: EmulatorClient) -> list[dict[str, Any]]:
+    return [op for op in emulator.operations()]
+
+
+def stop_agent(emulator: EmulatorClient, agent: OfficialAgent) -> None:
+    """Ask the agent to stop through ``stopPolling`` and check it reports KILLED and exits."""
+    (registered,) = emulator.agents()
+    emulator.stop_agent(registered["id"])
+    code = agent.wait(60)
+    assert code is not None, f"the official agent did not stop after stopPolling:\n{agent.log()[-3000:]}"
+    (after,) = emulator.agents()
+    assert after["status"] == "KILLED", after["status_history"]
+
+
+def test_official_agent_registers_polls_fails_an_unlaunchable_item_and_stops(
+    emulator: EmulatorClient, tmp_path: Path
+) -> None:
+    emulator.create_queue(ENTITY, "q1", {"metadata": {"namespace": "default"}})
+    item = emulator.push(ENTITY, "q1", run_spec("nocluster1"))
+    # No kubeconfig in the agent's HOME and no in-cluster config: the runner cannot reach a
+    # cluster, so the agent must ack the item, then fail it at stage "agent" with its log.
+    with OfficialAgent(tmp_path, emulator.url, emulator.api_key, ENTITY, ["q1"]) as agent:
+        wait_until(lambda: emulator.item(item["id"])["state"] == "FAILED", 120, "the item to fail", agent)
+        failed = emulator.item(item["id"])
+        assert failed["associated_run_id"] == "nocluster1"
+        assert failed["claim_count"] == 1 and failed["acked_at"] is not None
+        assert failed["error"]["stage"] == "agent"
+        (registered,) = emulator.agents()
+        assert registered["name"].startswith("agent-") and len(registered["name"]) <= 63
+        assert registered["queue_ids"] == [emulator.queues()[0]["id"]]
+        log_path = f"{item['id']}/error/error.log"
+        assert failed["error"]["filePaths"] == [log_path]
+        uploaded = f"{ENTITY}/model-registry/{registered['name']}/{log_path}"
+        wait_until(lambda: uploaded in emulator.files(), 60, "the error log upload", agent)
+        assert emulator.upload(uploaded), "the uploaded error log is empty"
+        # The agent's own run exists and is running (wandb.init against the emulator).
+        assert emulator.run(ENTITY, "model-registry", registered["name"])["state"] == "running"
+        wait_until(lambda: emulator.counts().get("popFromRunQueue", 0) >= 2, 60, "a second poll", agent)
+        stop_agent(emulator, agent)
+    counts = emulator.counts()
+    for op in ("Viewer", "ProjectRunQueues", "createLaunchAgent", "EntityIsTeam", "LaunchAgent",
+               "ackRunQueueItem", "failRunQueueItem", "UpsertBucket", "CreateRunFiles", "ServerFeaturesQuery"):
+        assert counts.get(op), f"the official agent never sent {op}: {counts}"
+    assert not [e for e in emulator.requests() if e["error"]], "every request was answered without error"
+    _SEEN["no-cluster"] = agent_ops(emulator)
+
+
+PYTORCHJOB_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "pytorchjobs.kubeflow.org"},
+    "spec": {
+        "group": "kubeflow.org",
+        "scope": "Namespaced",
+        "names": {"plural": "pytorchjobs", "singular": "pytorchjob", "kind": "PyTorchJob", "listKind": "PyTorchJobList"},
+        "versions": [{
+            "name": "v1",
+            "served": True,
+            "storage": True,
+            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            "subresources": {"status": {}},
+        }],
+    },
+}
+
+
+@pytest.mark.cluster
+def test_official_agent_full_lifecycle_on_the_local_control_plane(
+    emulator: EmulatorClient, tmp_path: Path, kube: Any, namespace: Any
+) -> None:
+    ns = namespace("official")
+    kube.apply(PYTORCHJOB_CRD)
+    kube.wait_for("the PyTorchJob CRD", lambda: kube.kubectl(
+        "get", "crd", "pytorchjobs.kubeflow.org", "-o", "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+    ).stdout == "True")
+    emulator.create_queue(ENTITY, "jobs", {
+        "metadata": {"namespace": ns, "labels": {"team": "ml"}},
+        "spec": {"template": {
+            "metadata": {"annotations": {RUN_SECONDS: "2"}},
+            "spec": {"containers": [{"resources": {"limits": {"cpu": "100m", "memory": "64Mi"}}}]},
+        }},
+    })
+    emulator.create_queue(ENTITY, "pytorch", {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "ptj-${run_id}", "namespace": ns},
+        "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "restartPolicy": "Never", "template": {
+            "metadata": {"annotations": {RUN_SECONDS: "2"}},
+            "spec": {"containers": [{"name": "pytorch", "image": "${image_uri}"}]},
+        }}}},
+    })
+    # The hook that stands for "the run called wandb.init": set before the agent polls, so
+    # the agent's RunState check passes at once for this run and never for the other.
+    emulator.set_run(ENTITY, "demo", "okrun1", state="running")
+    ok = emulator.push(ENTITY, "jobs", run_spec("okrun1"))
+    never = emulator.push(ENTITY, "jobs", run_spec("norun1"))
+    torch = emulator.push(ENTITY, "pytorch", run_spec("torch1", image="pytorch/pytorch:2.5"))
+
+    with OfficialAgent(tmp_path, emulator.url, emulator.api_key, ENTITY, ["jobs", "pytorch"], max_jobs=3,
+                       kubeconfig=Path(kube.kubeconfig)) as agent:
+        (registered,) = wait_until(emulator.agents, 60, "the agent to register", agent)
+        jobs = wait_until(lambda: kube.get("jobs", namespace=ns, selector="wandb.ai/run-id=okrun1"), 120,
+                          "the Job of okrun1", agent)
+        assert jobs[0]["metadata"]["labels"]["wandb.ai/agent"] == registered["name"]
+        assert jobs[0]["metadata"]["labels"]["team"] == "ml", "the queue config reached the Job"
+        assert emulator.item(ok["id"])["state"] == "LEASED"
+        wait_until(lambda: kube.get("jobs", namespace=ns, selector="wandb.ai/run-id=norun1"), 120,
+                   "the Job of norun1", agent)
+        crs = wait_until(lambda: kube.get("pytorchjobs.kubeflow.org", namespace=ns), 120, "the PyTorchJob", agent)
+        assert [cr["metadata"]["name"] for cr in crs] == ["ptj-torch1"]
+        assert crs[0]["metadata"]["labels"]["wandb.ai/agent"] == registered["name"]
+        assert emulator.item(torch["id"])["state"] == "LEASED"
+
+        # The Job whose run never started is failed by the agent at stage "run" once its
+        # RunState grace period (about a minute after the Job ends) is over.
+        wait_until(lambda: emulator.item(never["id"])["state"] == "FAILED", 240, "norun1 to be failed", agent)
+        error = emulator.item(never["id"])["error"]
+        assert error["stage"] == "run", error
+        assert "wandb.init" in error["message"] or "not successfully started" in error["message"], error
+
+        # The started run's Job completed and the agent checked its run instead of failing it.
+        def ok_run_checked() -> bool:
+            return any(e["variables"].get("name") == "okrun1" for e in emulator.requests("RunState"))
+
+        wait_until(ok_run_checked, 60, "the agent's RunState check of okrun1", agent)
+        job = kube.get("jobs", namespace=ns, selector="wandb.ai/run-id=okrun1")[0]
+        assert job["status"].get("succeeded") == 1, job["status"]
+        assert emulator.item(ok["id"])["state"] == "LEASED", "a run that started is never failed"
+        emulator.set_run(ENTITY, "demo", "okrun1", state="finished")
+        assert emulator.item(ok["id"])["state"] == "FINISHED"
+        stop_agent(emulator, agent)
+    assert not [e for e in emulator.requests() if e["error"]], "every request was answered without error"
+    _SEEN["cluster"] = agent_ops(emulator)
+
+
+def _fixture_doc(operations: list[dict[str, Any]]) -> dict[str, Any]:
+    unique = {json.dumps(op, sort_keys=True): op for op in operations}
+    return {
+        "wandb_version": wandb.__version__,
+        "note": "GraphQL operations the official agent sent to the emulator; regenerate with "
+                "`.venv/bin/python tests/e2e/record_official_agent_operations.py`",
+        "operations": [unique[key] for key in sorted(unique)],
+    }
+
+
+def test_fixture_lists_every_operation_the_official_agent_sent() -> None:
+    assert set(_SEEN) == {"no-cluster", "cluster"}, "run the whole module: both agent scenarios feed this check"
+    seen = [op for ops in _SEEN.values() for op in ops]
+    if RECORD:
+        FIXTURE.write_text(json.dumps(_fixture_doc(seen), indent=2, sort_keys=True) + "\n")
+    doc = json.loads(FIXTURE.read_text())
+    assert doc["wandb_version"] == wandb.__version__, "regenerate the fixture for this wandb release"
+    listed = {json.dumps(op, sort_keys=True) for op in doc["operations"]}
+    missing = [op for op in seen if json.dumps(op, sort_keys=True) not in listed]
+    assert not missing, f"operations missing from {FIXTURE.name}: {json.dumps(missing, indent=1)}"

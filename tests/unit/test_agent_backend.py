@@ -1,0 +1,234 @@
+"""The agent's GraphQL client and loop against the W&B emulator, in-process (no Kubernetes needed
+for these paths: refused items are failed before anything is created)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+
+from agent.backend import Backend
+from agent.config import AgentSettings
+from agent.graphql import BackendError, GraphQLClient
+from agent.kube import Kube
+from agent.loop import Agent, FatalError, derived_run_id
+from agent.metrics import Metrics
+from localenv.wandb_emulator import start_emulator
+
+ENTITY = "acme"
+
+
+class Emu:
+    def __init__(self, url: str, key: str) -> None:
+        self.url, self.key = url, key
+        self.http = httpx.Client(base_url=url + "/_emulator", timeout=10)
+
+    def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        resp = self.http.request(method, path, json=body)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def queue(self, name: str, config: dict[str, Any] | None = None) -> None:
+        self.admin("POST", "/queues", {"entity": ENTITY, "name": name, "config": config or {}})
+
+    def push(self, queue: str, spec: dict[str, Any]) -> str:
+        return self.admin("POST", f"/queues/{ENTITY}/{queue}/items", {"runSpec": spec})["id"]
+
+    def item(self, item_id: str) -> dict[str, Any]:
+        return self.admin("GET", f"/items/{item_id}")
+
+
+@pytest.fixture
+def emu() -> Iterator[Emu]:
+    server, key = start_emulator(entity=ENTITY, username=ENTITY)
+    try:
+        yield Emu(server.url, key)
+    finally:
+        server.stop()
+
+
+def settings(emu: Emu, **kw: Any) -> AgentSettings:
+    base = {"entity": ENTITY, "queues": ("q",), "api_key": emu.key, "base_url": emu.url, "namespace": "wandb",
+            "poll_interval": 0.05, "agent_config": {"queues": ["q"]}, "version": "test"}
+    base.update(kw)
+    return AgentSettings(**base)
+
+
+class NoClusterAgent(Agent):
+    """These tests have no cluster: nothing to re-adopt (re-adoption is covered end to end)."""
+
+    async def adopt(self) -> bool:
+        return True
+
+
+def make_agent(emu: Emu, **kw: Any) -> tuple[Agent, GraphQLClient]:
+    s = settings(emu, **kw)
+    client = GraphQLClient(s.base_url, s.api_key, timeout=2, attempts=3, backoff=(0.01, 0.05))
+    # Kubernetes is never reached on these paths; an address nothing listens on makes sure of that.
+    kube = Kube(httpx2.AsyncClient(base_url="http://127.0.0.1:9"), "wandb")
+    return NoClusterAgent(s, Backend(client, ENTITY), kube, Metrics(), logging.getLogger("test-agent")), client
+
+
+SPEC = {"entity": ENTITY, "project": "proj", "docker": {"docker_image": "busybox:1.36"},
+        "resource": "kubernetes"}
+
+
+def test_operations_round_trip(emu):
+    emu.queue("q")
+    item_id = emu.push("q", {**SPEC, "run_id": "run1"})
+
+    async def scenario() -> None:
+        agent, client = make_agent(emu)
+        try:
+            await agent.register()
+            assert agent.agent_id and agent.agent_name
+            backend = agent.backend
+            assert await backend.update_launch_agent(agent.agent_id, "POLLING")
+            item = await backend.pop("q", agent.agent_id)
+            assert item is not None and item.item_id == item_id and item.run_spec["run_id"] == "run1"
+            assert await backend.pop("q", agent.agent_id) is None
+            assert await backend.ack(item.item_id, "run1")
+            assert await backend.warn(item.item_id, "pod p is Unschedulable")
+            assert await backend.run_stopped(ENTITY, "proj", "run1") is False
+            emu.admin("POST", f"/runs/{ENTITY}/proj/run1", {"state": "running", "stopped": True})
+            assert await backend.run_stopped(ENTITY, "proj", "run1") is True
+            assert await backend.run_state(ENTITY, "proj", "run1") == "running"
+            assert await backend.fail(item.item_id, "boom", "run")
+            assert (await backend.launch_agent(agent.agent_id))["stopPolling"] is False
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    got = emu.item(item_id)
+    assert got["state"] == "FAILED" and got["error"]["message"] == "boom"
+    assert got["warnings"][0]["message"] == "pod p is Unschedulable"
+
+
+def test_missing_queue_is_fatal(emu):
+    emu.queue("q")
+
+    async def scenario() -> None:
+        agent, client = make_agent(emu, queues=("q", "nope"))
+        try:
+            with pytest.raises(FatalError, match="nope"):
+                await agent.register()
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_retries_transient_errors_and_not_client_errors(emu):
+    emu.queue("q")
+
+    async def scenario() -> None:
+        agent, client = make_agent(emu)
+        try:
+            await agent.register()
+            emu.admin("POST", "/faults", {"operation": "popFromRunQueue", "kind": "status", "status": 503,
+                                          "times": 2})
+            assert await agent.backend.pop("q", agent.agent_id) is None  # third attempt succeeds
+            emu.admin("POST", "/faults", {"operation": "popFromRunQueue", "kind": "drop", "times": 1})
+            assert await agent.backend.pop("q", agent.agent_id) is None
+            emu.admin("POST", "/faults", {"operation": "popFromRunQueue", "kind": "status", "status": 400,
+                                          "times": 1})
+            with pytest.raises(BackendError) as err:
+                await agent.backend.pop("q", agent.agent_id)
+            assert err.value.status == 400 and not err.value.retryable
+            emu.admin("POST", "/faults", {"operation": "popFromRunQueue", "kind": "graphql_error",
+                                          "message": "nope", "times": 1})
+            with pytest.raises(BackendError, match="nope"):
+                await agent.backend.pop("q", agent.agent_id)
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    counts = emu.admin("GET", "/counts")
+    assert counts["popFromRunQueue"] == 3 + 2 + 1 + 1
+
+
+def run_agent_until(emu: Emu, done, limit: float = 60.0, **kw: Any) -> Agent:
+    """Run the real loop until `done()` (or a generous limit, then the caller's assertions fail)."""
+    holder: list[Agent] = []
+
+    async def scenario() -> None:
+        agent, client = make_agent(emu, **kw)
+        holder.append(agent)
+        try:
+            await body(agent)
+        finally:
+            await agent.monitor.aclose()
+            await client.aclose()
+
+    async def body(agent: Agent) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while not done() and loop.time() < deadline and not task.done():
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+    asyncio.run(scenario())
+    return holder[0]
+
+
+def test_refused_items_are_failed_with_an_actionable_message(emu):
+    emu.queue("q", {"metadata": {"namespace": "ml-prod"}})
+    foreign = emu.push("q", SPEC)
+    emu.queue("q2", {"spec": {"template": {"spec": {"hostNetwork": True, "containers": [{}]}}}})
+    hostnet = emu.push("q2", SPEC)
+    wrong_resource = emu.push("q2", {**SPEC, "resource": "sagemaker"})
+
+    def done() -> bool:
+        return all(emu.item(i)["state"] == "FAILED" for i in (foreign, hostnet, wrong_resource))
+
+    agent = run_agent_until(emu, done, queues=("q", "q2"), agent_config={"queues": ["q", "q2"]})
+    assert done()
+    assert emu.item(foreign)["error"]["message"].startswith("namespace ml-prod is not a target of this agent")
+    assert "hostNetwork" in emu.item(hostnet)["error"]["message"]
+    assert "pod-security-baseline" in emu.item(hostnet)["error"]["message"]
+    assert "sagemaker" in emu.item(wrong_resource)["error"]["message"]
+    assert agent.metrics.value("items_failed_total", queue="q", stage="agent") == 1
+
+
+def test_a_failing_backend_never_kills_the_loop(emu):
+    emu.queue("q", {"metadata": {"namespace": "elsewhere"}})
+    emu.admin("POST", "/faults", {"operation": "LaunchAgent", "kind": "status", "status": 500, "times": 4})
+    emu.admin("POST", "/faults", {"operation": "popFromRunQueue", "kind": "status", "status": 502, "times": 6})
+    emu.admin("POST", "/faults", {"operation": "updateLaunchAgent", "kind": "drop", "times": 3})
+    item_id = emu.push("q", SPEC)
+    run_agent_until(emu, lambda: emu.item(item_id)["state"] == "FAILED")
+    assert emu.item(item_id)["state"] == "FAILED"
+
+
+def test_stop_polling_ends_the_loop(emu):
+    emu.queue("q")
+
+    async def scenario() -> None:
+        agent, client = make_agent(emu)
+        try:
+            stop = asyncio.Event()
+            task = asyncio.create_task(agent.run(stop))
+            while not agent.agent_id:
+                await asyncio.sleep(0.02)
+            emu.admin("POST", f"/agents/{agent.agent_id}/stop-polling", {"stop": True})
+            await asyncio.wait_for(task, 30)  # returns by itself; stop is never set
+            assert not stop.is_set()
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    agents = emu.admin("GET", "/agents")
+    assert agents[0]["status"] == "KILLED"
+
+
+def test_derived_run_id_is_stable():
+    assert derived_run_id("I1") == derived_run_id("I1") != derived_run_id("I2")
+    assert len(derived_run_id("I1")) == 8 and derived_run_id("I1").isalnum()
