@@ -8,7 +8,8 @@ means "already launched" and returns the existing object.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,10 +76,20 @@ def _error(resp: httpx.Response) -> KubeError:
 
 
 class Kube:
-    def __init__(self, http: httpx.AsyncClient, namespace: str = "default") -> None:
+    def __init__(self, http: httpx.AsyncClient, namespace: str = "default",
+                 observe: Callable[[str, float], None] | None = None) -> None:
         self._http = http
         self.default_namespace = namespace
         self._types: dict[tuple[str, str], ResourceType] = {}
+        self.observe = observe
+
+    async def _send(self, verb: str, method: str, path: str, **kw: Any) -> httpx.Response:
+        started = time.monotonic()
+        try:
+            return await self._http.request(method, path, **kw)
+        finally:
+            if self.observe is not None:
+                self.observe(verb, time.monotonic() - started)
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, timeout: float = 30.0) -> Kube:
@@ -97,7 +108,7 @@ class Kube:
             return cached
         group, version = split_api_version(api_version)
         path = f"/apis/{group}/{version}" if group else f"/api/{version}"
-        resp = await self._http.get(path)
+        resp = await self._send("discover", "GET", path)
         if resp.status_code == 404:
             raise KubeError(404, "NotFound", f"API {api_version} is not served by this cluster "
                                              f"(is the CRD for {kind} installed?)")
@@ -115,8 +126,8 @@ class Kube:
         rt = await self.resolve(obj["apiVersion"], obj["kind"])
         meta = obj.get("metadata") or {}
         ns = meta.get("namespace") or self.default_namespace
-        resp = await self._http.post(rt.path(ns), content=json.dumps(obj),
-                                     headers={"Content-Type": "application/json"})
+        resp = await self._send("create", "POST", rt.path(ns), content=json.dumps(obj),
+                                headers={"Content-Type": "application/json"})
         if resp.status_code in (200, 201, 202):
             return resp.json(), True
         if resp.status_code == 409:
@@ -126,7 +137,7 @@ class Kube:
         raise _error(resp)
 
     async def get(self, rt: ResourceType, namespace: str, name: str) -> dict[str, Any] | None:
-        resp = await self._http.get(rt.path(namespace, name))
+        resp = await self._send("get", "GET", rt.path(namespace, name))
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:
@@ -136,8 +147,8 @@ class Kube:
     async def delete(self, rt: ResourceType, namespace: str, name: str) -> bool:
         """Delete with background propagation; False when it was already gone (404 is success)."""
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
-        resp = await self._http.request("DELETE", rt.path(namespace, name), content=json.dumps(body),
-                                        headers={"Content-Type": "application/json"})
+        resp = await self._send("delete", "DELETE", rt.path(namespace, name), content=json.dumps(body),
+                                headers={"Content-Type": "application/json"})
         if resp.status_code == 404:
             return False
         if resp.status_code not in (200, 202):
@@ -151,7 +162,7 @@ class Kube:
         if selector:
             params["labelSelector"] = selector
         while True:
-            resp = await self._http.get(rt.path(namespace), params=params)
+            resp = await self._send("list", "GET", rt.path(namespace), params=params)
             if resp.status_code != 200:
                 raise _error(resp)
             body = resp.json()
@@ -194,8 +205,9 @@ class Kube:
 
     async def request(self, method: str, path: str, body: dict[str, Any] | None = None,
                       content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
-        resp = await self._http.request(method, path, content=json.dumps(body) if body is not None else None,
-                                        headers={"Content-Type": content_type})
+        resp = await self._send(method.lower(), method, path,
+                                content=json.dumps(body) if body is not None else None,
+                                headers={"Content-Type": content_type})
         try:
             return resp.status_code, resp.json()
         except ValueError:

@@ -117,6 +117,9 @@ class Agent:
         self.tracked: dict[str, Tracked] = {}
         self.selector = selector(settings.manifest_settings())
         self.monitor = Monitor(kube, self.selector, log=log, on_event=self._wake_up)
+        if kube.observe is None:
+            kube.observe = lambda verb, seconds: metrics.observe(
+                "kube_request_seconds", "Kubernetes API latency", seconds, verb=verb)
         self.ready = False
         self.last_loop = time.monotonic()
         self._wake = asyncio.Event()
@@ -341,13 +344,10 @@ class Agent:
         rt: ResourceType | None = None
         for obj in objs:
             rt_key = f"{obj['kind']}.{split_api_version(obj['apiVersion'])[0] or 'core'}"
-            started = time.monotonic()
             try:
                 rt = await self.kube.resolve(obj["apiVersion"], obj["kind"])
                 _, created = await self.kube.create(obj)
                 created_any = created_any or created
-                self.metrics.observe("kube_request_seconds", "Kubernetes API latency", time.monotonic() - started,
-                                     verb="create")
             except KubeError as exc:
                 what = rt.key if rt and rt.kind == obj["kind"] else rt_key
                 msg = f"{exc.status}: cannot create {what} {obj['metadata']['name']} in {ns}: {exc.message}"

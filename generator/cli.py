@@ -28,6 +28,19 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="agent image; wandb/launch-agent[:tag] selects the official agent's needs")
 
 
+def _config_keys() -> str:
+    """The agent config keys and their meaning, from schemas/launch-config.schema.json."""
+    import textwrap
+
+    import schemas
+
+    lines = ["agent config keys (launch-config.yaml):"]
+    for key, sub in schemas.load("launch-config")["properties"].items():
+        text = f"{key}: {sub.get('description', '')}"
+        lines.extend(textwrap.wrap(text, width=100, initial_indent="  ", subsequent_indent="      "))
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m generator",
@@ -36,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     v = sub.add_parser("values", help="write values.yaml from an agent config and queue configs",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_config_keys(),
                        description="Write a complete, commented values.yaml: the agent config as launchConfig, "
                                    "target namespaces and RBAC from the queue configs, workload identity for "
                                    "environment.type, and references to the secrets it needs.")
@@ -52,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="workload identity: aws role ARN, gcp service-account email or azure client id")
     ident.add_argument("--no-identity", action="store_true",
                        help="no workload identity: cloud credentials come from secrets")
+    v.add_argument("--security-level", choices=("baseline", "restricted", "privileged"),
+                   help="Pod Security Standard the agent enforces on runs (chart default: baseline); queue "
+                        "configs that break it are refused now")
     v.add_argument("--inline-secrets", action="store_true",
                    help="allow writing secrets read from environment variables into values.yaml")
     v.add_argument("--kaniko-pvc", metavar="NAME", help="PersistentVolumeClaim for kaniko build contexts")

@@ -33,15 +33,21 @@ def options(args: argparse.Namespace, env: Mapping[str, str]) -> ValuesOptions:
         plurals=tuple(args.plural), kaniko_pvc=get("kaniko_pvc"),
         kaniko_docker_config_secret=get("kaniko_docker_config_secret"),
         git_creds_secret=get("git_creds_secret"), git_creds_env=get("git_creds_env"),
-        azure_storage_key_env=get("azure_storage_key_env"), agent_image=args.agent_image, environ=env)
+        azure_storage_key_env=get("azure_storage_key_env"), agent_image=args.agent_image,
+        security_level=get("security_level"), environ=env)
 
 
 def cmd_values(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, err: TextIO,
                argv: Sequence[str]) -> int:
     for flag in ("output", "update"):
         target = getattr(args, flag)
-        if target is not None and Path(target).is_dir():
+        if target is None:
+            continue
+        if Path(target).is_dir():
             raise InputError([Problem(target, "is a directory; expected a values file path")])
+        parent = Path(target).parent
+        if not parent.is_dir():
+            raise InputError([Problem(target, f"the directory {parent} does not exist")])
     derived = derive(options(args, env))
     if args.update:
         text = render_update(args.update, derived, explicit_api_key=bool(args.api_key_secret or args.api_key_env))
@@ -49,7 +55,10 @@ def cmd_values(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, er
         text = render_new(derived, [args.config], command_line(argv))
     target = args.update or args.output
     if target:
-        write_text(target, text)
+        try:
+            write_text(target, text)
+        except OSError as exc:
+            raise InputError([Problem(target, f"cannot write: {exc.strerror or exc}")]) from None
         print(f"wrote {target}", file=err)
     else:
         out.write(text)
@@ -90,7 +99,14 @@ def _embedded_config(doc: Document) -> tuple[Document | None, list[Problem]]:
     except InputError as exc:
         return None, [Problem(p.file, p.message, (p.line or 1) + line, p.col, "launchConfig") for p in exc.problems]
     inner.line_offset = line
+    lines = doc.text.split("\n")
+    if line < len(lines):
+        first = lines[line]
+        inner.col_offset = len(first) - len(first.lstrip(" "))
     found = check(inner, "launch-config")
+    if not found:
+        from generator.agentconfig import agent_problems
+        found = agent_problems(inner, kaniko_pvc=bool(doc.data.get("kanikoPvcName")))
     return inner, [Problem(p.file, p.message, p.line, p.col, f"launchConfig: {p.key}" if p.key else "launchConfig")
                    for p in found]
 
@@ -159,7 +175,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from agent.manifest import ManifestError, ManifestSettings, build_workload
+    from generator.preview import ManifestError, RunFacts, build
 
     qdoc, problems = load_checked(args.queue, "queue-config")
     entity, secure = args.entity, False
@@ -175,20 +191,12 @@ def cmd_queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     info, more = queue_info(qdoc)
     if more:
         raise InputError(more)
-    body = json.loads(json.dumps(info.body, default=str))
-    targets = (info.namespace,) if info.namespace else ()
-    settings = ManifestSettings(
-        agent_namespace=args.namespace, target_namespaces=targets, api_key_secret=args.api_key_secret,
-        agent_identity=args.release, queue_entity=str(entity or "entity"), security_level=args.security_level,
-        secure_mode=secure)
-    run_spec = {
-        "run_id": args.run_id, "entity": str(entity or "entity"), "project": args.project,
-        "name": args.run_name, "author": args.author, "docker": {"docker_image": args.image},
-        "resource_args": {"kubernetes": body}, "overrides": {},
-    }
-    queue_name = args.queue_name or Path(args.queue).stem
+    facts = RunFacts(image=args.image, run_id=args.run_id, entity=str(entity or "entity"), project=args.project,
+                     run_name=args.run_name, author=args.author, item_id=args.item_id)
     try:
-        objs = build_workload(run_spec, item_id=args.item_id, queue=queue_name, settings=settings)
+        objs = build(info, queue_name=args.queue_name or Path(args.queue).stem, agent_namespace=args.namespace,
+                     targets=(info.namespace,) if info.namespace else (), api_key_secret=args.api_key_secret,
+                     release=args.release, security_level=args.security_level, secure_mode=secure, run=facts)
     except ManifestError as exc:
         raise InputError([Problem(args.queue, f"the agent refuses this queue config: {exc.rule}: "
                                               f"{exc.message}")]) from None
@@ -226,7 +234,7 @@ def cmd_rbac(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     env: dict[str, str] = {}
     d = derive(ValuesOptions(config=args.config, queues=tuple(args.queues), namespace=args.namespace,
                              plurals=tuple(args.plural), agent_image=args.agent_image, no_identity=True,
-                             environ=env))
+                             check_secrets=False, environ=env))
     table = rbac_table(d)
     if args.format == "json":
         out.write(json.dumps(table, indent=2) + "\n")

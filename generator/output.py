@@ -57,6 +57,7 @@ def _comments(d: Derived, sources: Sequence[str]) -> dict[tuple[str, ...], str]:
         ("baseUrl",): "W&B API URL (--base-url).",
         ("agent",): "The agent Deployment.",
         ("agent", "image"): "Agent image (--agent-image).",
+        ("agent", "securityLevel"): "Pod Security Standard the agent enforces on runs (--security-level).",
         ("agent", "apiKey"): "W&B API key, written in clear because of --inline-secrets.",
         ("agent", "labels"): "Azure Workload Identity: the pod label that turns the webhook on.",
         ("serviceAccount",): "The agent's ServiceAccount.",

@@ -57,8 +57,9 @@ def queue_info(doc: Document) -> tuple[QueueInfo, list[Problem]]:
         namespace, ns_path = str(meta["namespace"]), (*prefix, "metadata", "namespace")
     elif body.get("namespace"):
         namespace, ns_path = str(body["namespace"]), (*prefix, "namespace")
-    if namespace is not None and ns_path is not None and "${" in namespace:
-        problems.append(doc.problem(ns_path, "a namespace chosen by a macro cannot be granted ahead of "
+    if namespace is not None and ns_path is not None and ("${" in namespace or "{{" in namespace):
+        what = "macro" if "${" in namespace else "template variable"
+        problems.append(doc.problem(ns_path, f"a namespace chosen by a {what} cannot be granted ahead of "
                                              "time; write the namespace name"))
     api_version = str(body.get("apiVersion") or "batch/v1")
     group, _, version = api_version.rpartition("/")

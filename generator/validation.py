@@ -17,6 +17,10 @@ KEY_HINTS = {
     "agentConfig": "the chart key is `launchConfig`",
 }
 
+# Values under these keys are never echoed in a message.
+SECRET_KEYS = frozenset({"apiKey", "gitCreds", "azureStorageAccessKey", "additionalSecretEnvVars", "password",
+                         "token", "secret"})
+
 _TYPE_NAMES = {
     dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
     float: "a number", type(None): "null",
@@ -25,6 +29,11 @@ _TYPE_NAMES = {
 
 def type_name(value: Any) -> str:
     return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+class _Redacted:
+    def __repr__(self) -> str:
+        return "<secret value hidden>"
 
 
 def _short(value: Any) -> str:
@@ -48,10 +57,13 @@ def _allowed_keys(schema: dict[str, Any]) -> list[str]:
 def _messages(doc: Document, error: Any, prefix: tuple[Any, ...]) -> list[Problem]:
     path = (*prefix, *error.absolute_path)
     value = error.instance
+    if any(str(part) in SECRET_KEYS for part in path):
+        value = _Redacted()
     schema = error.schema if isinstance(error.schema, dict) else {}
     desc = schema.get("description", "")
     kind = error.validator
-    if kind == "additionalProperties" and isinstance(value, dict):
+    if kind == "additionalProperties" and isinstance(error.instance, dict):
+        value = error.instance
         known = _allowed_keys(schema)
         out = []
         for key in value:
@@ -69,7 +81,7 @@ def _messages(doc: Document, error: Any, prefix: tuple[Any, ...]) -> list[Proble
     if kind == "type":
         want = error.validator_value
         want = " or ".join(want) if isinstance(want, list) else want
-        return [doc.problem(path, f"expected {want}, got {type_name(value)} {_short(value)}")]
+        return [doc.problem(path, f"expected {want}, got {type_name(error.instance)} {_short(value)}")]
     if kind == "enum":
         allowed = ", ".join("null" if v is None else str(v) for v in error.validator_value)
         return [doc.problem(path, f"{_short(value)} is not allowed; one of: {allowed}")]

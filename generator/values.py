@@ -46,6 +46,8 @@ class ValuesOptions:
     git_creds_env: str | None = None
     azure_storage_key_env: str | None = None
     agent_image: str | None = None
+    security_level: str | None = None
+    check_secrets: bool = True  # False: RBAC only (`rbac`), no check of where secrets come from
     environ: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -153,7 +155,7 @@ def derive(opts: ValuesOptions) -> Derived:
         plan = rbac.RbacPlan()
     needs_azure_key = facts.builder == "kaniko" and facts.cloud == "azure" and \
         bool(facts.context_store and facts.context_store.startswith("https://"))
-    if needs_azure_key and not opts.azure_storage_key_env:
+    if needs_azure_key and not opts.azure_storage_key_env and opts.check_secrets:
         problems.append(config_doc.problem(("builder", "build-context-store"),
                                            "kaniko build contexts in Azure blob storage need the storage account "
                                            "key: pass --azure-storage-key-env VAR --inline-secrets"))
@@ -161,6 +163,14 @@ def derive(opts: ValuesOptions) -> Derived:
         problems.append(Problem("--api-key-secret", "give --api-key-secret or --api-key-env, not both"))
     if opts.git_creds_secret and opts.git_creds_env:
         problems.append(Problem("--git-creds-secret", "give --git-creds-secret or --git-creds-env, not both"))
+    if facts.builder == "kaniko" and facts.push_registry is None and facts.image_repo \
+            and not opts.kaniko_docker_config_secret and opts.check_secrets:
+        problems.append(config_doc.problem(("builder", "destination"),
+                                           f"kaniko pushes to {facts.image_repo}, which is not ECR, Artifact "
+                                           "Registry or ACR: pass --kaniko-docker-config-secret NAME (a Secret "
+                                           "with a docker config.json that can push there)"))
+    if not official:
+        problems.extend(_refusals(infos, opts, facts.secure_mode))
     if problems:
         raise InputError(problems)
 
@@ -181,6 +191,24 @@ def derive(opts: ValuesOptions) -> Derived:
     return derived
 
 
+def _refusals(infos: Sequence[QueueInfo], opts: ValuesOptions, secure_mode: bool) -> list[Problem]:
+    """Queue configs our agent would refuse for every run (Pod Security baseline, host namespaces...)."""
+    from generator.preview import ManifestError, build
+
+    agent_ns = opts.namespace or "default"
+    targets = sorted({q.namespace for q in infos if q.namespace})
+    out = []
+    for q in infos:
+        try:
+            build(q, queue_name="preview", agent_namespace=agent_ns, targets=targets,
+                  api_key_secret=opts.api_key_secret or DEFAULT_API_KEY_SECRET, release=opts.release,
+                  security_level=opts.security_level or "baseline", secure_mode=secure_mode)
+        except ManifestError as exc:
+            out.append(Problem(q.file, f"the agent would refuse every run on this queue: {exc.rule}: "
+                                       f"{exc.message}"))
+    return out
+
+
 def _fill_values(d: Derived, opts: ValuesOptions, facts: agentconfig.AgentFacts, ident: identity.Identity) -> None:
     v: dict[str, Any] = {}
     owned: list[tuple[str, ...]] = []
@@ -198,6 +226,8 @@ def _fill_values(d: Derived, opts: ValuesOptions, facts: agentconfig.AgentFacts,
         put(("baseUrl",), opts.base_url)
     if opts.agent_image is not None:
         put(("agent", "image"), opts.agent_image)
+    if opts.security_level is not None:
+        put(("agent", "securityLevel"), opts.security_level)
     if opts.api_key_env:
         put(("agent", "apiKey"), opts.environ[opts.api_key_env])
     else:

@@ -34,6 +34,7 @@ class Document:
     values: dict[tuple[Any, ...], Pos] = field(default_factory=dict)
     keys: dict[tuple[Any, ...], Pos] = field(default_factory=dict)
     line_offset: int = 0
+    col_offset: int = 0  # for a document embedded as an indented block scalar in another file
 
     def where(self, path: Sequence[Any], *, key: bool = False) -> Pos:
         """Line and column (1-based) of the value at `path` (of its key with key=True), else the nearest parent."""
@@ -41,13 +42,13 @@ class Document:
         table = self.keys if key else self.values
         if p in table:
             line, col = table[p]
-            return line + self.line_offset, col
+            return line + self.line_offset, col + self.col_offset
         while p:
             p = p[:-1]
             if p in self.values:
                 line, col = self.values[p]
-                return line + self.line_offset, col
-        return 1 + self.line_offset, 1
+                return line + self.line_offset, col + self.col_offset
+        return 1 + self.line_offset, 1 + self.col_offset
 
     def problem(self, path: Sequence[Any], message: str, *, key: bool = False) -> Problem:
         line, col = self.where(path, key=key)
@@ -138,7 +139,14 @@ def parse(name: str, text: str, *, allow_empty: bool = False) -> Document:
                                   line, col)]) from None
     except yaml.YAMLError as exc:
         tabs = _tab_problems(name, text)
-        raise InputError(tabs or [_mark_problem(name, exc)]) from None
+        problem = _mark_problem(name, exc)
+        if problem.line is not None:
+            lines = text.split("\n")
+            near = lines[max(problem.line - 2, 0): problem.line]
+            if any("{{" in line for line in near):
+                problem = Problem(name, f"{problem.message}; quote template variables: '{{{{name}}}}'",
+                                  problem.line, problem.col)
+        raise InputError(tabs or [problem]) from None
     except RecursionError:
         raise InputError([Problem(name, "nested too deeply to be a config file")]) from None
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. an unhashable key, a bad timestamp

@@ -181,6 +181,7 @@ def _stop_group(pids: dict[str, int], state_dir: Path, grace: float) -> list[str
             if not is_ours(pid, state_dir):
                 break
             time.sleep(0.05)
+        _reap(pid)  # a child that turned zombie after the check above
     return [name for name, _ in alive]
 
 
@@ -265,6 +266,13 @@ def _apiserver_args(bin_dir: Path, state_dir: Path, ports: dict[str, int], p: pk
         f"--service-account-key-file={p.service_account_pub}",
         f"--service-account-signing-key-file={p.service_account_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--requestheader-client-ca-file={p.ca.cert}",
+        f"--requestheader-allowed-names={pki.FRONT_PROXY_NAME}",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={p.front_proxy.cert}",
+        f"--proxy-client-key-file={p.front_proxy.key}",
         "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction",
         "--allow-privileged=true",

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["HelmError", "binary", "run", "template"]
+__all__ = ["HelmError", "binary", "default_kube_version", "run", "template"]
 
 
 class HelmError(RuntimeError):
@@ -68,6 +68,21 @@ def run(*args: str, input_text: str | None = None, env: Mapping[str, str] | None
     return proc.stdout
 
 
+def default_kube_version() -> str | None:
+    """The Kubernetes version localenv runs (its pinned k8s.io/kubernetes), or None if unknown.
+
+    helm built from source without its release ldflags assumes Kubernetes v1.20 for
+    ``helm template``, which a chart's ``kubeVersion`` constraint may refuse.
+    """
+    try:
+        from localenv import tools
+
+        version = tools.required_version(tools.TOOLS_DIR / "kubernetes", tools.KUBE)
+    except (ImportError, AttributeError, OSError, ValueError, RuntimeError):
+        return None
+    return str(version).lstrip("v") or None
+
+
 def template(
     chart_dir: str | os.PathLike[str],
     values: Mapping[str, Any] | None = None,
@@ -80,6 +95,7 @@ def template(
 ) -> list[dict[str, Any]]:
     """Render the chart with ``helm template`` and return the parsed objects.
 
+    ``kube_version`` None means the version localenv runs (see ``default_kube_version``).
     ``values`` (applied after ``values_files``) is passed as a temporary JSON file (JSON
     is YAML), so every string stays a string even where YAML 1.1 would read ``y`` or
     ``on`` as a boolean. Empty documents are dropped.
@@ -89,6 +105,7 @@ def template(
         args += ["--values", str(f)]
     for api in api_versions:
         args += ["--api-versions", api]
+    kube_version = kube_version or default_kube_version()
     if kube_version:
         args += ["--kube-version", kube_version]
     args += list(extra_args)

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = dt.timedelta(days=365)
+# The identity the API server uses towards aggregated API servers (request-header auth).
+FRONT_PROXY_NAME = "front-proxy-client"
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class ClusterPKI:
     controller_manager: CertPair
     scheduler: CertPair
     kwok: CertPair
+    front_proxy: CertPair
     service_account_key: Path
     service_account_pub: Path
 
@@ -150,6 +153,7 @@ def create(directory: Path, service_ip: str = "10.96.0.1") -> ClusterPKI:
     cm = _issue(directory, "controller-manager", ca_key, ca_cert, "system:kube-controller-manager")
     sched = _issue(directory, "scheduler", ca_key, ca_cert, "system:kube-scheduler")
     kwok = _issue(directory, "kwok", ca_key, ca_cert, "localenv-kwok", "system:masters")
+    front_proxy = _issue(directory, "front-proxy-client", ca_key, ca_cert, FRONT_PROXY_NAME)
 
     sa_key = _new_key()
     sa_key_path = directory / "sa.key"
@@ -160,7 +164,7 @@ def create(directory: Path, service_ip: str = "10.96.0.1") -> ClusterPKI:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    return ClusterPKI(ca, apiserver, admin, cm, sched, kwok, sa_key_path, sa_pub_path)
+    return ClusterPKI(ca, apiserver, admin, cm, sched, kwok, front_proxy, sa_key_path, sa_pub_path)
 
 
 def load(directory: Path) -> ClusterPKI:
@@ -171,5 +175,5 @@ def load(directory: Path) -> ClusterPKI:
 
     return ClusterPKI(
         pair("ca"), pair("apiserver"), pair("admin"), pair("controller-manager"), pair("scheduler"),
-        pair("kwok"), directory / "sa.key", directory / "sa.pub",
+        pair("kwok"), pair("front-proxy-client"), directory / "sa.key", directory / "sa.pub",
     )

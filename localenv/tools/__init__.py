@@ -104,6 +104,12 @@ def ldflags_for(tool: Tool, binary: Binary) -> str:
     elif binary.version_module == "helm.sh/helm/v3":
         version = required_version(tool.module_dir, binary.version_module)
         flags.append(f"-X helm.sh/helm/v3/internal/version.version={version}")
+        # Like a release build: the default KubeVersion of `helm template`/`lint` follows the
+        # client-go helm is built with (v0.X -> 1.X) instead of the source's fallback.
+        client_go = required_version(tool.module_dir, "k8s.io/client-go").lstrip("v").split(".")
+        major, minor = str(int(client_go[0]) + 1), client_go[1]
+        for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+            flags += [f"-X {pkg}.k8sVersionMajor={major}", f"-X {pkg}.k8sVersionMinor={minor}"]
     flags += binary.ldflags
     return " ".join(flags)
 

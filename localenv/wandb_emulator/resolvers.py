@@ -180,6 +180,10 @@ def project_view(state: EmulatorState, project: Project) -> dict[str, Any]:
         "id": project.id,
         "name": project.name,
         "entityName": project.entity,
+        "description": None,
+        "access": "PRIVATE",
+        "views": "{}",
+        "readOnly": False,
         "entity": entity,
         "runQueues": lambda info: [queue_view(state, q) for q in state.project_queues(project.entity, project.name)],
         "runQueue": run_queue,
@@ -256,6 +260,17 @@ def q_organization(_root: Any, info: GraphQLResolveInfo, name: str | None = None
 
 
 # --- mutations ------------------------------------------------------------------------------
+
+
+def m_upsert_model(_root: Any, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
+    ctx = _ctx(info)
+    entity = input.get("entityName") or ctx.user.entity
+    name = input.get("name")
+    if not name:
+        raise StateError("upsertModel needs a project name")
+    inserted = ctx.state.get_project(entity, name) is None
+    view = project_view(ctx.state, ctx.state.ensure_project(entity, name))
+    return {"project": view, "model": view, "inserted": inserted}
 
 
 def m_upsert_bucket(_root: Any, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
@@ -435,6 +450,7 @@ QUERY_RESOLVERS = {
 }
 
 MUTATION_RESOLVERS = {
+    "upsertModel": m_upsert_model,
     "upsertBucket": m_upsert_bucket,
     "createRunFiles": m_create_run_files,
     "markRunFilesUploaded": m_mark_run_files_uploaded,

@@ -10,8 +10,10 @@ import base64
 import contextlib
 import json
 import socket
+import sys
 import threading
 import time
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -182,7 +184,13 @@ class _Handler(BaseHTTPRequestHandler):
             emulator.log.record(operation, status=0, client=client, error="injected fault")
             return
         context = RequestContext(state=emulator.state, user=user, base_url=self._base_url())
-        outcome = emulator.graphql.run(body, context)
+        try:
+            outcome = emulator.graphql.run(body, context)
+        except Exception as exc:  # a defect here must still be answered in-band, never as a 5xx
+            traceback.print_exc(file=sys.stderr)
+            emulator.log.record(operation, status=200, client=client, error=f"internal error: {exc!r}")
+            self._send_json(200, {"data": None, "errors": [{"message": f"emulator internal error: {exc!r}"}]})
+            return
         errors = outcome.body.get("errors")
         emulator.log.record(
             outcome.operation,

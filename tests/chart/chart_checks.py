@@ -11,6 +11,8 @@ CHART = REPO / "charts" / "launch-agent"
 CI_FILES = sorted((CHART / "ci").glob("*.yaml"))
 BASIC = CHART / "ci" / "basic-values.yaml"
 OFFICIAL_STYLE = REPO / "tests" / "fixtures" / "official-style-values.yaml"
+APP_VERSION = next(line.split(":", 1)[1].strip().strip('"') for line in (CHART / "Chart.yaml").read_text().splitlines()
+                   if line.startswith("appVersion:"))
 API_KEY = "0123456789abcdef0123456789abcdef01234567"  # the key of ci/basic-values.yaml
 # helm template needs a Kubernetes version for its Capabilities; installs use the cluster's.
 KUBE_VERSION = "1.33.0"

@@ -36,3 +36,10 @@ def test_helm_error_carries_stderr() -> None:
     assert "nope" in info.value.stderr
     assert info.value.returncode != 0
     assert "nope" in str(info.value)
+
+
+def test_template_defaults_to_the_kubernetes_version_localenv_runs() -> None:
+    version = helm.default_kube_version()
+    assert version and version.startswith("1.")
+    objs = helm.template(CHART, values_files=(BASIC,))  # the chart requires Kubernetes >= 1.25
+    assert any(o["kind"] == "Deployment" for o in objs)

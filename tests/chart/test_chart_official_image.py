@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from chart_checks import BASIC, CHART, OFFICIAL_STYLE, agent_container, deployment, env_of, of_kind, one
+from chart_checks import (
+    APP_VERSION,
+    BASIC,
+    CHART,
+    OFFICIAL_STYLE,
+    agent_container,
+    deployment,
+    env_of,
+    of_kind,
+    one,
+)
 
 OFFICIAL_ENV = (
     "WANDB_API_KEY", "WANDB_LAUNCH_SERVICE_ACCOUNT_NAME", "WANDB_BASE_URL", "CM_CHECKSUM",
@@ -16,7 +26,7 @@ OUR_ENV = (
 )
 
 
-@pytest.mark.parametrize("image", ["wandb/launch-agent:0.17.3", "docker.io/wandb/launch-agent:latest", "ghcr.io/launch-agent/agent:0.1.0"])
+@pytest.mark.parametrize("image", ["wandb/launch-agent:0.17.3", "docker.io/wandb/launch-agent:latest", f"ghcr.io/launch-agent/agent:{APP_VERSION}"])
 def test_env_the_agents_read(render, image: str) -> None:
     objs = render(files=(BASIC,), values={"agent": {"image": image}}, release="prod", namespace="ml")
     env = env_of(agent_container(objs))
@@ -39,7 +49,7 @@ def test_official_image_detection(render) -> None:
     assert container["image"] == "wandb/launch-agent:0.17.3"
     ours = agent_container(render(files=(BASIC,)))
     assert "livenessProbe" in ours
-    assert ours["image"] == "ghcr.io/launch-agent/agent:0.1.0"  # tag = appVersion
+    assert ours["image"] == f"ghcr.io/launch-agent/agent:{APP_VERSION}"  # tag = appVersion
     forced = agent_container(render(files=(BASIC,), values={"agent": {"image": "mirror.local/agent:1", "imageKind": "official"}}))
     assert "livenessProbe" not in forced
     look_alike = agent_container(render(files=(BASIC,), values={"agent": {"image": "evil/launch-agent:1"}}))
@@ -67,8 +77,13 @@ def test_config_and_credentials_mounts(render) -> None:
 
 
 def test_kaniko_and_ca_env(render) -> None:
-    objs = render(files=(CHART / "ci" / "azure-workload-identity-kaniko-values.yaml",))
+    objs = render(files=(CHART / "ci" / "azure-workload-identity-kaniko-values.yaml",),
+                  values={"kanikoPvcName": "launch-build-context"})
     env = env_of(agent_container(objs))
+    mounts = {m["mountPath"]: m["name"] for m in agent_container(objs)["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment(objs)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes[mounts["/home/launch_agent/kaniko"]]["persistentVolumeClaim"] == {"claimName": "launch-build-context"}
+    assert not deployment(objs)["spec"]["template"]["spec"].get("initContainers")  # fsGroup instead of a root chown
     assert env["WANDB_LAUNCH_KANIKO_PVC_NAME"]["value"] == "launch-build-context"
     assert env["WANDB_LAUNCH_KANIKO_PVC_MOUNT_PATH"]["value"] == "/home/launch_agent/kaniko"
     assert env["WANDB_LAUNCH_KANIKO_AUTH_SECRET"]["value"] == "acr-docker-config"
@@ -114,3 +129,17 @@ def test_official_style_values_render_like_the_official_chart(render) -> None:
     assert any("batch.volcano.sh" in r.get("apiGroups", []) for r in roles["default"]["rules"])
     assert "annotations" not in one(objs, "ServiceAccount")["metadata"]  # the empty GKE key is dropped
     assert not of_kind(objs, "PodDisruptionBudget")  # minAvailable 1 with one replica: no budget
+
+
+@pytest.mark.parametrize(
+    ("image", "rendered"),
+    [
+        ("ghcr.io/launch-agent/agent", f"ghcr.io/launch-agent/agent:{APP_VERSION}"),
+        ("localhost:5000/agent", f"localhost:5000/agent:{APP_VERSION}"),
+        ("localhost:5000/agent:dev", "localhost:5000/agent:dev"),
+        ("ghcr.io/launch-agent/agent@sha256:" + "a" * 64, "ghcr.io/launch-agent/agent@sha256:" + "a" * 64),
+        ("wandb/launch-agent", "wandb/launch-agent"),
+    ],
+)
+def test_image_reference(render, image: str, rendered: str) -> None:
+    assert agent_container(render(files=(BASIC,), values={"agent": {"image": image}}))["image"] == rendered

@@ -86,3 +86,32 @@ def test_no_rendered_value_is_null(render, values_file: Path) -> None:
     for obj in objs:
         walk(obj, f"{obj['kind']}/{obj['metadata']['name']}")
 
+
+
+@pytest.mark.parametrize("values_file", VALUE_SETS, ids=IDS)
+def test_every_secret_and_config_map_the_pods_read_is_rendered(render, values_file: Path) -> None:
+    """Each ci/ set installs on an empty cluster: nothing the pods reference is missing."""
+    objs = render(files=(values_file,), namespace="ml")
+    rendered = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs if "namespace" in o["metadata"]}
+    for obj in objs:
+        if obj["kind"] not in ("Deployment", "Pod"):
+            continue
+        ns = obj["metadata"]["namespace"]
+        spec = obj["spec"]["template"]["spec"] if obj["kind"] == "Deployment" else obj["spec"]
+        needed = {("Secret", s["name"]) for s in spec.get("imagePullSecrets", [])}
+        for v in spec.get("volumes", []):
+            if "secret" in v:
+                needed.add(("Secret", v["secret"]["secretName"]))
+            if "configMap" in v:
+                needed.add(("ConfigMap", v["configMap"]["name"]))
+            if "persistentVolumeClaim" in v:
+                needed.add(("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"]))
+        for c in spec["containers"]:
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {})
+                if "secretKeyRef" in ref:
+                    needed.add(("Secret", ref["secretKeyRef"]["name"]))
+                if "configMapKeyRef" in ref:
+                    needed.add(("ConfigMap", ref["configMapKeyRef"]["name"]))
+        missing = {(kind, name) for kind, name in needed if (kind, ns, name) not in rendered}
+        assert not missing, f"{obj['kind']} {obj['metadata']['name']} reads {sorted(missing)}, which are not rendered"

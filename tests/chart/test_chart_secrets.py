@@ -39,8 +39,11 @@ def test_api_key_secret_in_each_target_namespace(render) -> None:
 
 def test_external_api_key_secret(render) -> None:
     objs = render(files=(CHART / "ci" / "external-secret-values.yaml",), namespace="ml")
-    names = {s["metadata"]["name"] for s in of_kind(objs, "Secret")}
-    assert not any(n.startswith("wandb-api-key") for n in names)
+    ours = [s for s in of_kind(objs, "Secret") if s["metadata"]["labels"]["app.kubernetes.io/component"] != "extra"]
+    assert not any(s["metadata"]["name"].startswith("wandb-api-key") for s in ours)
+    extra = {(s["metadata"]["namespace"], s["metadata"]["name"]) for s in of_kind(objs, "Secret")} - {
+        (s["metadata"]["namespace"], s["metadata"]["name"]) for s in ours}
+    assert ("ml", "wandb-api-key-managed") in extra and ("training", "wandb-api-key-managed") in extra
     env = env_of(agent_container(objs))
     assert env["WANDB_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "wandb-api-key-managed"
     assert env["LAUNCH_AGENT_API_KEY_SECRET"]["value"] == "wandb-api-key-managed"

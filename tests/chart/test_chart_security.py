@@ -114,3 +114,10 @@ def test_replicas_turn_on_leader_election_and_a_pdb(render) -> None:
     (pdb,) = of_kind(objs, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 2
     assert deployment(objs)["spec"]["replicas"] == 3
+
+
+def test_default_resources_request_less_than_the_limit(render) -> None:
+    """An idle poller should not reserve a whole CPU (requests default to limits when unset)."""
+    resources = agent_container(render(files=(BASIC,)))["resources"]
+    assert resources["requests"]["cpu"] == "100m"
+    assert resources["limits"]["cpu"] == "1000m"

@@ -68,6 +68,45 @@ def test_ci_values_install_and_become_ready(kube: Kube, namespace, release, ci_v
     assert {p["spec"]["nodeName"] for p in pods} <= kwok_nodes(kube)
 
 
+def referenced(pod: dict) -> dict[str, set[str]]:
+    """Names of the Secrets and ConfigMaps a pod needs (optional references left out)."""
+    refs: dict[str, set[str]] = {"secrets": set(), "configmaps": set()}
+    spec = pod["spec"]
+    refs["secrets"] |= {s["name"] for s in spec.get("imagePullSecrets", [])}
+    for container in spec.get("containers", []) + spec.get("initContainers", []):
+        for env in container.get("env", []):
+            value_from = env.get("valueFrom", {})
+            for key, kind in (("secretKeyRef", "secrets"), ("configMapKeyRef", "configmaps")):
+                ref = value_from.get(key)
+                if ref and not ref.get("optional"):
+                    refs[kind].add(ref["name"])
+        for src in container.get("envFrom", []):
+            for key, kind in (("secretRef", "secrets"), ("configMapRef", "configmaps")):
+                if key in src and not src[key].get("optional"):
+                    refs[kind].add(src[key]["name"])
+    for volume in spec.get("volumes", []):
+        if "secret" in volume and not volume["secret"].get("optional"):
+            refs["secrets"].add(volume["secret"]["secretName"])
+        if "configMap" in volume and not volume["configMap"].get("optional"):
+            refs["configmaps"].add(volume["configMap"]["name"])
+        for source in volume.get("projected", {}).get("sources", []):
+            for kind, key in (("secrets", "secret"), ("configmaps", "configMap")):
+                if key in source and not source[key].get("optional"):
+                    refs[kind].add(source[key]["name"])
+    return refs
+
+
+def missing_references(kube: Kube, pod: dict) -> list[str]:
+    """Secrets/ConfigMaps the pod needs that do not exist in its namespace (a kubelet would
+    refuse to start it; kwok does not check, so the test does)."""
+    ns = pod["metadata"]["namespace"]
+    missing: list[str] = []
+    for kind, names in referenced(pod).items():
+        existing = {o["metadata"]["name"] for o in kube.get(kind, namespace=ns)}
+        missing += [f"{kind}/{name}" for name in sorted(names - existing)]
+    return missing
+
+
 @pytest.mark.parametrize("ci_values", CI_VALUES, ids=[p.stem for p in CI_VALUES])
 def test_every_secret_the_agent_pod_references_exists(kube: Kube, namespace, release, ci_values: Path) -> None:
     values = yaml.safe_load(ci_values.read_text()) or {}
@@ -78,25 +117,19 @@ def test_every_secret_the_agent_pod_references_exists(kube: Kube, namespace, rel
     rel = release_name("sec")
     release.append((rel, ns))
     install(kube, rel, ns, ci_values)
-    pod = _ready_agents(kube, agent_ns, rel, int(values.get("replicas", 1)))[0]
-    spec = pod["spec"]
-    referenced: set[str] = {s["name"] for s in spec.get("imagePullSecrets", [])}
-    for container in spec.get("containers", []) + spec.get("initContainers", []):
-        for env in container.get("env", []):
-            ref = env.get("valueFrom", {}).get("secretKeyRef")
-            if ref and not ref.get("optional"):
-                referenced.add(ref["name"])
-        for src in container.get("envFrom", []):
-            if "secretRef" in src and not src["secretRef"].get("optional"):
-                referenced.add(src["secretRef"]["name"])
-    for volume in spec.get("volumes", []):
-        if "secret" in volume and not volume["secret"].get("optional"):
-            referenced.add(volume["secret"]["secretName"])
-        for source in volume.get("projected", {}).get("sources", []):
-            if "secret" in source and not source["secret"].get("optional"):
-                referenced.add(source["secret"]["name"])
-    existing = {s["metadata"]["name"] for s in kube.get("secrets", namespace=agent_ns)}
-    assert referenced <= existing, f"missing Secrets: {sorted(referenced - existing)}"
+    for pod in _ready_agents(kube, agent_ns, rel, int(values.get("replicas", 1))):
+        assert missing_references(kube, pod) == []
+
+
+def test_the_reference_check_finds_a_missing_secret(kube: Kube, namespace) -> None:
+    ns = namespace("ref")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": ns},
+           "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "env": [
+               {"name": "K", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}},
+               {"name": "O", "valueFrom": {"secretKeyRef": {"name": "maybe", "key": "k", "optional": True}}}]}],
+               "volumes": [{"name": "ca", "configMap": {"name": "kube-root-ca.crt"}}]}}
+    kube.apply(pod)
+    assert missing_references(kube, kube.get("pod", "p", namespace=ns)) == ["secrets/nope"]
 
 
 # --- upgrade, rollback, uninstall -------------------------------------------------------------

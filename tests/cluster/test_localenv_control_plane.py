@@ -4,6 +4,9 @@ that finish as their pods' annotations say, real admission and RBAC, and side-by
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -116,19 +119,35 @@ def test_minted_service_account_kubeconfig_has_only_that_identity(kube: Kube, na
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
 
 
-def test_a_second_localenv_runs_beside_the_first(kube: Kube, tmp_path: Path) -> None:
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "localenv", *args], capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def test_a_second_localenv_runs_beside_the_first_from_the_cli(kube: Kube, tmp_path: Path) -> None:
     state_dir = tmp_path / "second"
-    second = cluster.up(state_dir, nodes=1, bin_dir=kube.bin_dir, with_emulator=False, tie_to_parent=True,
-                        log=lambda _line: None)
+    up = _cli("up", "--state-dir", str(state_dir), "--nodes", "1")
     try:
-        assert second.server != (kube.state.server if kube.state else "")
+        assert up.returncode == 0, up.stderr
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines()
+                       if line.startswith("export ") and not line.startswith("export PATH="))
+        kubeconfig_path = Path(exports["KUBECONFIG"])
+        assert kubeconfig_path == state_dir.resolve() / "kubeconfig"
+        assert _cli("env", "--state-dir", str(state_dir)).stdout == up.stdout
+        assert _cli("status", "--state-dir", str(state_dir)).returncode == 0
+        state = cluster.State.load(state_dir.resolve())
+        assert state is not None and state.server != (kube.state.server if kube.state else "")
         marker = f"only-in-second-{uuid.uuid4().hex[:6]}"
-        kube.kubectl("create", "namespace", marker, kubeconfig_path=Path(second.kubeconfig))
+        kube.kubectl("create", "namespace", marker, kubeconfig_path=kubeconfig_path)
         assert kube.kubectl("get", "namespace", marker, "--ignore-not-found", "-o", "name").stdout.strip() == ""
-        assert cluster.status(state_dir)["apiserver_ready"] is True
+        if cluster.emulator_available():
+            assert state.emulator_url and "WANDB_BASE_URL" in exports
+            host, port = state.emulator_url.removeprefix("http://").split(":")
+            socket.create_connection((host, int(port)), timeout=5).close()
     finally:
-        stopped = cluster.down(state_dir)
-    assert set(stopped) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+        down = _cli("down", "--state-dir", str(state_dir))
+    assert down.returncode == 0, down.stderr
     assert not state_dir.exists()
-    assert all(not cluster.is_ours(pid, state_dir) for pid in second.pids.values())
+    assert all(not cluster.is_ours(pid, state_dir.resolve()) for pid in state.pids.values())
+    assert _cli("status", "--state-dir", str(state_dir)).returncode == 1
     assert kube.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def main(argv: list[str]) -> int:
     env = dict(os.environ, RECORD_OFFICIAL_AGENT_OPERATIONS="1")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "tests/e2e/test_official_agent.py", *argv]
+    cmd = [sys.executable, "-m", "pytest", "-q", "tests/e2e/test_official_agent.py", *argv]
     return subprocess.call(cmd, cwd=ROOT, env=env)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -217,7 +218,7 @@ class AgentProc:
     def _port(self) -> str | None:
         for line in self.text().splitlines():
             if "health endpoints on port" in line:
-                return line.rsplit(" ", 1)[1]
+                return re.search(r"health endpoints on port (\d+)", line).group(1)  # type: ignore[union-attr]
         assert self.proc is not None and self.proc.poll() is None, f"agent exited:\n{self.text()}"
         return None
 
@@ -297,6 +298,10 @@ def test_job_queue_runs_to_completion_and_failure_is_reported(site):
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert site.emu.key not in json.dumps(site.jobs())
     assert site.emu.key not in agent.text()
+    metrics = agent.metrics()
+    assert 'launch_agent_kube_request_seconds_count{verb="create"} 3' in metrics
+    assert f'launch_agent_items_failed_total{{queue="{bad_q}",stage="run"}} 1' in metrics
+    assert 'launch_agent_backend_request_seconds_count{operation="popFromRunQueue"}' in metrics
     assert agent.terminate() == 0
 
 
@@ -460,11 +465,47 @@ def test_two_replicas_one_leader(site):
     first = site.emu.push(q, run_spec(f"ha1-{site.release}"))
     wait_for("first run done", lambda: condition(job_of(site, f"ha1-{site.release}"), "Complete"))
     assert "acquired lease" not in b.text() and "registered as launch agent" not in b.text()
-    assert a.terminate() == 0  # releases the lease: b takes over at once
+    assert httpx.get(f"http://127.0.0.1:{b.port}/readyz", timeout=5).status_code == 200
+    a.kill()  # a crash: no release; b takes over once the lease expires
     wait_for("b leads", lambda: "acquired lease" in b.text() and "registered as launch agent" in b.text())
     second = site.emu.push(q, run_spec(f"ha2-{site.release}"))
     wait_for("second run done", lambda: condition(job_of(site, f"ha2-{site.release}"), "Complete"))
     assert site.emu.item(first)["state"] == "LEASED" and site.emu.item(second)["state"] == "LEASED"
     lease = site.kube.get("leases.coordination.k8s.io", f"la-{site.release}", namespace=site.agent_ns)
     assert lease["spec"]["holderIdentity"] == "agent-1"
-    assert b.terminate() == 0
+    assert lease["spec"]["leaseTransitions"] >= 1
+    assert b.terminate() == 0  # a clean stop gives the lease up
+    lease = site.kube.get("leases.coordination.k8s.io", f"la-{site.release}", namespace=site.agent_ns)
+    assert not lease["spec"].get("holderIdentity")
+
+
+@pytest.fixture(scope="module")
+def locked_venv(tmp_path_factory) -> tuple[str, str]:
+    """Exactly agent/requirements.lock in a fresh venv, plus the agent and schema sources (as the image)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("locked")
+    subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True, timeout=300)
+    subprocess.run([str(root / "venv/bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    "--no-deps", "-r", str(Path(__file__).resolve().parents[2] / "agent" / "requirements.lock")],
+                   check=True, timeout=900)
+    src = Path(__file__).resolve().parents[2]
+    for pkg in ("agent", "schemas"):
+        shutil.copytree(src / pkg, root / "app" / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    return str(root / "venv/bin/python"), str(root / "app")
+
+
+def test_agent_from_the_locked_runtime_set(site, locked_venv):
+    python, app = locked_venv
+    q = job_queue(site, "locked", annotations={"localenv.launch-agent.dev/run-seconds": "1"})
+    run_id = f"lock-{site.release}"
+    item = site.emu.push(q, run_spec(run_id))
+    agent = site.agent([q], python=python, pythonpath=app, env={"LAUNCH_AGENT_LOG_FORMAT": "json"})
+    wait_for("Job complete", lambda: condition(job_of(site, run_id), "Complete"))
+    wait_for("finished", lambda: agent.metric(
+        f'launch_agent_items_finished_total{{queue="{q}",state="finished"}}') == 1)
+    assert site.emu.item(item)["state"] == "LEASED"
+    assert agent.terminate() == 0
+    lines = [json.loads(line) for line in agent.text().splitlines() if line.strip()]
+    assert any("launched Job" in rec["message"] for rec in lines)
+    assert all(set(rec) == {"time", "level", "logger", "message"} for rec in lines)

@@ -3,10 +3,13 @@ the queue protocol's wire shapes, uploads, file_stream, the admin API and fault 
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import subprocess
 import sys
+import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,7 +127,7 @@ def test_stopped_flag_reaches_queries_and_file_stream(emu: EmulatorClient) -> No
     emu.set_run("acme", "demo", "r9", stopped=True)
     assert emu.graphql(STOPPED, variables)["data"]["project"]["run"]["stopped"] is True
     request = urllib.request.Request(emu.url + "/files/acme/demo/r9/file_stream", data=b"{}", method="POST")
-    request.add_header("Authorization", "Basic " + __import__("base64").b64encode(f"api:{emu.api_key}".encode()).decode())
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"api:{emu.api_key}".encode()).decode())
     with urllib.request.urlopen(request) as response:
         assert json.loads(response.read()) == {"stopped": True}
 
@@ -233,7 +236,7 @@ def test_fault_drop_closes_the_connection(emu: EmulatorClient) -> None:
     host, port = emu.url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     conn.request("POST", "/graphql", body=json.dumps({"query": "query Viewer { viewer { id } }"}),
-                  headers={"Authorization": "Basic " + __import__("base64").b64encode(f"api:{emu.api_key}".encode()).decode()})
+                  headers={"Authorization": "Basic " + base64.b64encode(f"api:{emu.api_key}".encode()).decode()})
     with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
         conn.getresponse()
     conn.close()
@@ -269,3 +272,26 @@ def test_cli_rejects_a_bad_key_with_one_line() -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "--api-key" in proc.stderr
+
+
+def test_concurrent_pops_hand_out_each_item_once(emu: EmulatorClient) -> None:
+    pushed = {emu.push("acme", "q", run_spec(f"c{i}"))["id"] for i in range(60)}
+    got: list[str] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        client = EmulatorClient(emu.url, emu.api_key)
+        while True:
+            popped = pop(client)["data"]["popFromRunQueue"]
+            if popped is None:
+                return
+            with lock:
+                got.append(popped["runQueueItemId"])
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == len(set(got)) == 60
+    assert set(got) == pushed

@@ -136,3 +136,15 @@ def test_bad_queue_files(tmp_path: Path) -> None:
         code, lines, _ = _values(tmp_path, config, queue)
         assert code == 2 and len(lines) == 1, (name, lines)
         assert lines[0].startswith(f"{queue}:{expected}"), (name, lines[0])
+
+
+def test_unquoted_template_variable_gets_a_hint(tmp_path: Path) -> None:
+    config = write(tmp_path, "c.yaml", "queues: [a]\n")
+    queue = write(tmp_path, "q.yaml", "spec:\n  backoffLimit: {{retries}}\n")
+    code, lines, _ = _values(tmp_path, config, queue)
+    assert code == 2 and lines == [f"{queue}:2:18: YAML syntax error: found unhashable key (while constructing a "
+                                   "mapping); quote template variables: '{{name}}'"]
+    queue = write(tmp_path, "q2.yaml", "metadata:\n  namespace: '{{ns}}'\n")
+    code, lines, _ = _values(tmp_path, config, queue)
+    assert code == 2 and lines == [f"{queue}:2:14: metadata.namespace: a namespace chosen by a template variable "
+                                   "cannot be granted ahead of time; write the namespace name"]

@@ -13,6 +13,7 @@ import schemas
 from generator.rbac import LAUNCH_VERBS
 
 NOOP = "queues: [q]\nbuilder: {type: noop}\n"
+POD = "spec: {template: {spec: {containers: [{image: x}]}}}\n"  # what the agent needs in a custom resource
 LAUNCH = list(LAUNCH_VERBS)
 
 
@@ -59,7 +60,7 @@ def test_namespaces_from_every_form(tmp_path: Path) -> None:
         "meta.yaml": "metadata:\n  namespace: team-a\n",
         "legacy.yaml": "namespace: team-b\n",
         "wrapped.yaml": "kubernetes:\n  metadata:\n    namespace: team-c\n",
-        "cr.yaml": "apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {namespace: team-d}\n",
+        "cr.yaml": "apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {namespace: team-d}\n" + POD,
         "both.yaml": "namespace: ignored\nmetadata:\n  namespace: team-e\n",
         "none.yaml": "spec: {}\n",
         "agent-ns.yaml": "metadata: {namespace: launch}\n",
@@ -101,16 +102,16 @@ def test_job_queues_need_no_extra_rules(tmp_path: Path) -> None:
     ("trainer.kubeflow.org/v1alpha1", "TrainJob", "trainer.kubeflow.org", "trainjobs"),
 ])
 def test_custom_resource_rules(tmp_path: Path, api_version: str, kind: str, group: str, plural: str) -> None:
-    data = values(tmp_path, NOOP, {"cr.yaml": f"apiVersion: {api_version}\nkind: {kind}\nspec: {{}}\n"})
+    data = values(tmp_path, NOOP, {"cr.yaml": f"apiVersion: {api_version}\nkind: {kind}\n" + POD})
     assert data["rbac"]["extraRules"] == [{"apiGroups": [group], "resources": [plural], "verbs": LAUNCH}]
 
 
 def test_rules_are_merged_per_group_and_deduplicated(tmp_path: Path) -> None:
     queues = {
-        "a.yaml": "apiVersion: kubeflow.org/v1\nkind: PyTorchJob\n",
-        "b.yaml": "apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {namespace: other}\n",
-        "c.yaml": "apiVersion: kubeflow.org/v1\nkind: TFJob\n",
-        "d.yaml": "apiVersion: batch.volcano.sh/v1alpha1\nkind: Job\n",
+        "a.yaml": "apiVersion: kubeflow.org/v1\nkind: PyTorchJob\n" + POD,
+        "b.yaml": "apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {namespace: other}\n" + POD,
+        "c.yaml": "apiVersion: kubeflow.org/v1\nkind: TFJob\n" + POD,
+        "d.yaml": "apiVersion: batch.volcano.sh/v1alpha1\nkind: Job\n" + POD,
     }
     rules = values(tmp_path, NOOP, queues)["rbac"]["extraRules"]
     assert rules == [
@@ -120,7 +121,7 @@ def test_rules_are_merged_per_group_and_deduplicated(tmp_path: Path) -> None:
 
 
 def test_unknown_kind_needs_plural_flag(tmp_path: Path) -> None:
-    queue = {"w.yaml": "apiVersion: example.com/v1\nkind: Workload\nspec: {}\n"}
+    queue = {"w.yaml": "apiVersion: example.com/v1\nkind: Workload\n" + POD}
     lines = errors(tmp_path, NOOP, queue)
     assert len(lines) == 1 and lines[0].endswith(
         "w.yaml:2:7: kind: no known resource plural for Workload in API group example.com; pass "
@@ -300,3 +301,34 @@ def test_bad_flags(tmp_path: Path) -> None:
         "--release: 'A' is not a release name (lower-case DNS label, at most 53 characters)",
         "--base-url: 'ftp://x' is not an http(s) URL",
     ]
+
+
+# ------------------------------------------------------------------ what the agent would refuse
+
+RUN_AS_ROOT = "spec:\n  template:\n    spec:\n      containers:\n        - image: x\n          securityContext: {runAsUser: 0}\n"
+
+
+def test_queue_configs_the_agent_refuses_are_bad_input(tmp_path: Path) -> None:
+    host = "spec:\n  template:\n    spec:\n      hostPID: true\n      containers: [{image: x}]\n"
+    lines = errors(tmp_path, NOOP, {"host.yaml": host})
+    assert lines == [f"{tmp_path / 'host.yaml'}: the agent would refuse every run on this queue: "
+                     "pod-security-baseline: Job: hostPID is not allowed (host namespaces)"]
+    assert values(tmp_path, NOOP, {"root.yaml": RUN_AS_ROOT})["agent"] == {"existingApiKeySecret": "wandb-api-key"}
+    lines = errors(tmp_path, NOOP, {"root.yaml": RUN_AS_ROOT}, "--security-level", "restricted")
+    assert len(lines) == 1 and "pod-security-restricted" in lines[0]
+    data = values(tmp_path, NOOP, {"host.yaml": host}, "--security-level", "privileged")
+    assert data["agent"]["securityLevel"] == "privileged"
+
+
+def test_kaniko_to_another_registry_needs_push_credentials(tmp_path: Path) -> None:
+    config = "queues: [q]\nbuilder: {type: kaniko, destination: ghcr.io/team/img}\n"
+    lines = errors(tmp_path, config, None, "--kaniko-pvc", "ctx")
+    assert lines == [f"{tmp_path / 'launch-config.yaml'}:2:38: builder.destination: kaniko pushes to "
+                     "ghcr.io/team/img, which is not ECR, Artifact Registry or ACR: pass "
+                     "--kaniko-docker-config-secret NAME (a Secret with a docker config.json that can push there)"]
+
+
+def test_custom_resource_without_pod_template_is_refused(tmp_path: Path) -> None:
+    lines = errors(tmp_path, NOOP, {"cr.yaml": "apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nspec: {}\n"})
+    assert lines == [f"{tmp_path / 'cr.yaml'}: the agent would refuse every run on this queue: containers: "
+                     "PyTorchJob has no pod template with containers"]

@@ -19,7 +19,7 @@ def _cert(path: Path) -> x509.Certificate:
 def test_every_certificate_is_signed_by_the_ca(tmp_path: Path) -> None:
     p = pki.create(tmp_path / "pki")
     ca = _cert(p.ca.cert)
-    for pair in (p.apiserver, p.admin, p.controller_manager, p.scheduler, p.kwok):
+    for pair in (p.apiserver, p.admin, p.controller_manager, p.scheduler, p.kwok, p.front_proxy):
         cert = _cert(pair.cert)
         cert.verify_directly_issued_by(ca)
         assert (pair.key.stat().st_mode & 0o777) == 0o600

@@ -13,11 +13,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wandb.sdk.launch.agent.config import AgentConfig, ValidationError
 
 import schemas
-
-pytest.importorskip("wandb.sdk.launch.agent.config")
-from wandb.sdk.launch.agent.config import AgentConfig, ValidationError  # noqa: E402
 
 DEFAULTS = {"max_jobs": 1, "max_schedulers": 1, "queues": [], "registry": {}, "builder": {}, "verbosity": 0}
 

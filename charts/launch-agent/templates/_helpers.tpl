@@ -77,12 +77,13 @@ app.kubernetes.io/instance: {{ .Release.Name | trunc 63 | trimSuffix "-" | quote
 {{- end -}}
 
 {{/*
-Image. A reference without tag or digest gets the chart's appVersion.
+Image. A reference to our agent without tag or digest gets the chart's appVersion as tag;
+other references are used as given.
 */}}
 {{- define "launch-agent.image" -}}
 {{- $image := .Values.agent.image -}}
 {{- $last := last (splitList "/" $image) -}}
-{{- if or (contains "@" $image) (contains ":" $last) -}}
+{{- if or (contains "@" $image) (contains ":" $last) (include "launch-agent.official" .) -}}
 {{- $image -}}
 {{- else -}}
 {{- printf "%s:%s" $image .Chart.AppVersion -}}
