@@ -44,6 +44,7 @@ class ResourceType:
 
 PODS = ResourceType("", "v1", "Pod", "pods")
 JOBS = ResourceType("batch", "v1", "Job", "jobs")
+EVENTS = ResourceType("", "v1", "Event", "events")
 LEASES = ResourceType("coordination.k8s.io", "v1", "Lease", "leases")
 
 
@@ -155,12 +156,14 @@ class Kube:
             raise _error(resp)
         return True
 
-    async def list(self, rt: ResourceType, namespace: str | None, selector: str = "") -> tuple[
-            list[dict[str, Any]], str]:
+    async def list(self, rt: ResourceType, namespace: str | None, selector: str = "",
+                   field_selector: str = "") -> tuple[list[dict[str, Any]], str]:
         items: list[dict[str, Any]] = []
         params: dict[str, Any] = {"limit": 500}
         if selector:
             params["labelSelector"] = selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
         while True:
             resp = await self._send("list", "GET", rt.path(namespace), params=params)
             if resp.status_code != 200:

@@ -20,7 +20,7 @@ from typing import Any
 from agent.backend import Backend, PoppedItem
 from agent.config import AgentSettings
 from agent.graphql import BackendError
-from agent.kube import JOBS, PODS, Kube, KubeError, ResourceType, split_api_version
+from agent.kube import EVENTS, JOBS, PODS, Kube, KubeError, ResourceType, split_api_version
 from agent.manifest import (
     ANN_ENTITY,
     ANN_ITEM_ID,
@@ -42,6 +42,7 @@ from agent.monitor import (
     STOPPED,
     TERMINAL,
     Monitor,
+    event_warnings,
     pod_running,
     pod_warnings,
     workload_status,
@@ -49,6 +50,7 @@ from agent.monitor import (
 
 SCHEDULER_URI = "placeholder-uri-scheduler"
 STOP_CHECK_INTERVAL = 10.0
+EVENTS_CHECK_INTERVAL = 5.0
 UNSEEN_GRACE = 30.0
 
 
@@ -85,6 +87,7 @@ class Tracked:
     last_warning: str = ""
     stop_seen_at: float | None = None
     stop_checked_at: float = 0.0
+    events_checked_at: float = 0.0
     deleting: bool = False
 
     @property
@@ -329,6 +332,12 @@ class Agent:
             await self._fail(item.item_id, item.queue, f"this agent launches on Kubernetes only; the item asks "
                              f"for resource {resource!r}", "agent")
             return None
+        if spec.get("uri") == SCHEDULER_URI and sum(1 for t in self._active() if t.scheduler) >= \
+                self.s.max_schedulers:
+            # Like the official agent: not acked, so W&B hands the item out again later.
+            self.log.info("item %s is a sweep scheduler and max_schedulers (%g) are running; leaving it queued",
+                          item.item_id, self.s.max_schedulers)
+            return None
         spec["run_id"] = str(spec.get("run_id") or derived_run_id(item.item_id))
         try:
             objs = build_workload(spec, item_id=item.item_id, queue=item.queue,
@@ -411,6 +420,9 @@ class Agent:
             for pod in pods.values():
                 for text in pod_warnings(pod):
                     await self._warn(t, text)
+            if state == STARTING and not pods and now - t.events_checked_at >= EVENTS_CHECK_INTERVAL:
+                t.events_checked_at = now
+                await self._check_events(t)
             if state == STARTING and self.s.start_timeout > 0 and now - t.launched_at > self.s.start_timeout:
                 msg = f"the run did not start within {self.s.start_timeout:g}s"
                 if t.last_warning:
@@ -419,6 +431,17 @@ class Agent:
                 await self._finish(t, FAILED, msg, stage="agent")
                 continue
             await self._check_stop(t, now)
+
+    async def _check_events(self, t: Tracked) -> None:
+        """No pods yet: the reason is in the workload's events (exceeded quota, admission webhooks)."""
+        try:
+            events, _ = await self.kube.list(EVENTS, t.namespace, field_selector=(
+                f"involvedObject.name={t.name},involvedObject.kind={t.rt.kind}"))
+        except Exception as exc:
+            self.log.debug("listing events of %s/%s failed: %s", t.namespace, t.name, exc)
+            return
+        for text in event_warnings(events):
+            await self._warn(t, text)
 
     async def _vanished(self, t: Tracked) -> bool:
         try:

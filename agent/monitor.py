@@ -90,6 +90,17 @@ def workload_status(obj: dict[str, Any]) -> Status:
     return custom_status(obj)
 
 
+def event_warnings(events: list[dict[str, Any]]) -> list[str]:
+    """Warning events of a workload that keep its pods from existing (quota, admission, ...)."""
+    out = []
+    for ev in events:
+        if ev.get("type") == "Warning" and ev.get("reason") in ("FailedCreate", "FailedScheduling"):
+            kind = (ev.get("involvedObject") or {}).get("kind", "")
+            name = (ev.get("involvedObject") or {}).get("name", "")
+            out.append(f"{kind} {name}: {ev.get('reason')}: {ev.get('message', '')}".rstrip(": "))
+    return out
+
+
 def pod_running(pod: dict[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Running", "Succeeded")
 
@@ -169,25 +180,33 @@ class Monitor:
             item = (meta.get("labels") or {}).get(LABEL_ITEM)
             if not item:
                 return
-            pods = self.pods.setdefault(item, {})
             if etype == "DELETED":
+                pods = self.pods.get(item, {})
                 pods.pop(name, None)
+                if not pods:
+                    self.pods.pop(item, None)
             else:
-                pods[name] = obj
+                self.pods.setdefault(item, {})[name] = obj
             return
         key = (rt.key, namespace, name)
         if etype == "DELETED":
             self.objects.pop(key, None)
             self.gone.add(key)
+            if len(self.gone) > 10000:  # only recent deletions matter to the agent
+                self.gone.clear()
+                self.gone.add(key)
         else:
             self.objects[key] = obj
             self.gone.discard(key)
 
     def _replace(self, rt: ResourceType, namespace: str, items: list[dict[str, Any]]) -> None:
         if rt == PODS:
-            for pods in self.pods.values():
+            for item in list(self.pods):
+                pods = self.pods[item]
                 for name in [n for n, p in pods.items() if p["metadata"].get("namespace") == namespace]:
                     pods.pop(name)
+                if not pods:
+                    self.pods.pop(item)
         else:
             fresh = {(rt.key, namespace, i["metadata"]["name"]) for i in items}
             for key in [k for k in self.objects if k[0] == rt.key and k[1] == namespace and k not in fresh]:

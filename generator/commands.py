@@ -13,6 +13,7 @@ import yaml
 from generator import rbac
 from generator.atomic import write_text
 from generator.cli import command_line
+from generator.kinds import detect
 from generator.output import render_new, render_update
 from generator.problems import InputError, Problem
 from generator.queues import queue_info
@@ -68,26 +69,6 @@ def cmd_values(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, er
 
 
 # ---------------------------------------------------------------------------------------- validate
-
-VALUES_KEYS = {"launchConfig", "agent", "rbac", "serviceAccount", "additionalTargetNamespaces", "baseUrl",
-               "replicas", "gitCreds", "namespace", "customCABundle"}
-CONFIG_KEYS = {"queues", "queue", "entity", "max_jobs", "max_schedulers", "builder", "environment", "registry",
-               "secure_mode", "verbosity", "stopped_run_timeout"}
-QUEUE_KEYS = {"kubernetes", "spec", "apiVersion", "kind", "metadata"}
-
-
-def detect(data: Any) -> str | None:
-    if not isinstance(data, dict):
-        return None
-    keys = {str(k) for k in data}
-    if keys & (VALUES_KEYS - {"namespace"}):
-        return "values"
-    if keys & CONFIG_KEYS:
-        return "launch-config"
-    if keys & QUEUE_KEYS or "namespace" in keys:
-        return "queue-config"
-    return None
-
 
 def _embedded_config(doc: Document) -> tuple[Document | None, list[Problem]]:
     text = doc.data.get("launchConfig") if isinstance(doc.data, dict) else None

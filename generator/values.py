@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from generator import agentconfig, identity, plurals, rbac
+from generator.kinds import mixup
 from generator.problems import InputError, Problem
 from generator.queues import QueueInfo, queue_info
 from generator.validation import check
@@ -83,7 +84,11 @@ def load_checked(path: str, schema_name: str) -> tuple[Document | None, list[Pro
         doc = load(path)
     except InputError as exc:
         return None, exc.problems
-    return doc, check(doc, schema_name)
+    found = check(doc, schema_name)
+    hint = mixup(doc.data, schema_name) if found else None
+    if hint:
+        return doc, [Problem(doc.file, hint, 1, 1)]
+    return doc, found
 
 
 def _flag_problems(opts: ValuesOptions) -> list[Problem]:

@@ -155,7 +155,8 @@ class AdminApi:
                 config = body.get("config") or {}
                 if not isinstance(config, dict):
                     raise AdminError(400, "field 'config' must be an object (the resource config)")
-                state.ensure_entity(entity) if state.get_entity(entity) is None else None
+                if state.get_entity(entity) is None:
+                    state.ensure_entity(entity)
                 queue = state.upsert_queue(
                     entity,
                     body.get("project", LAUNCH_PROJECT),

@@ -2,7 +2,8 @@
 
 Runs tests/e2e/test_official_agent.py (the official agent against the emulator, including
 the lifecycle on the local control plane) with RECORD_OFFICIAL_AGENT_OPERATIONS=1, which
-makes its last test rewrite the fixture from the operations the agent actually sent.
+makes it rewrite the fixture from the operations the agent actually sent once both agent
+scenarios have run.
 
 Usage: ``.venv/bin/python tests/e2e/record_official_agent_operations.py [pytest args]``
 """

@@ -434,6 +434,19 @@ def test_unschedulable_run_warns_once_then_times_out(site):
     assert agent.terminate() == 0
 
 
+def test_quota_that_blocks_pods_is_reported(site):
+    site.kube.apply({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods"},
+                     "spec": {"hard": {"pods": "0"}}}, namespace=site.jobs_ns)
+    q = job_queue(site, "quota")
+    item = site.emu.push(q, run_spec(f"quota-{site.release}"))
+    agent = site.agent([q], env={"WANDB_LAUNCH_START_TIMEOUT": "20"})
+    wait_for("quota warning", lambda: any("exceeded quota" in w["message"]
+                                          for w in site.emu.item(item)["warnings"]))
+    wait_for("timed out", lambda: site.emu.item(item)["state"] == "FAILED")
+    assert "exceeded quota" in site.emu.item(item)["error"]["message"]
+    assert agent.terminate() == 0
+
+
 def test_forbidden_namespace_and_missing_rbac_reach_the_user(site, namespace):
     other = namespace("noperm")
     q = f"other-{site.release}"

@@ -1,9 +1,10 @@
 """Proof that the W&B emulator is honest: the official agent (``wandb launch-agent`` of the
 pinned ``wandb`` release, unmodified) runs its whole item lifecycle against it.
 
-Every GraphQL operation the official agent sends is collected; the last test checks that
-tests/fixtures/official-agent-operations.json lists each of them, or rewrites that file when
-``RECORD_OFFICIAL_AGENT_OPERATIONS=1`` (see tests/e2e/record_official_agent_operations.py).
+Every GraphQL operation the official agent sends is checked against
+tests/fixtures/official-agent-operations.json (the agent tests fail on an operation the file
+does not list); with ``RECORD_OFFICIAL_AGENT_OPERATIONS=1`` the file is instead rewritten from
+what both agent scenarios sent (see tests/e2e/record_official_agent_operations.py).
 """
 
 from __future__ import annotations
@@ -29,8 +30,54 @@ RECORD = os.environ.get("RECORD_OFFICIAL_AGENT_OPERATIONS") == "1"
 ENTITY = "e2e"
 RUN_SECONDS = "localenv.launch-agent.dev/run-seconds"
 
-# Operations seen per agent scenario, filled by the tests below and checked by the last one.
-_SEEN: dict[str, list[dict[str, Any]]] = {}
+SCENARIOS = ("no-cluster", "cluster")
+
+
+def _key(op: dict[str, Any]) -> str:
+    return json.dumps(op, sort_keys=True)
+
+
+def fixture_doc(operations: list[dict[str, Any]]) -> dict[str, Any]:
+    unique = {_key(op): op for op in operations}
+    ordered = sorted(unique.values(), key=lambda op: (op["client"], op["name"].lower(), _key(op)))
+    return {
+        "wandb_version": wandb.__version__,
+        "note": "GraphQL operations the official agent sent to the emulator; regenerate with "
+                "`.venv/bin/python tests/e2e/record_official_agent_operations.py`",
+        "operations": ordered,
+    }
+
+
+class OperationsFixture:
+    """Checks what an agent scenario sent against the fixture, or collects it for recording."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[dict[str, Any]]] = {}
+
+    def check(self, scenario: str, operations: list[dict[str, Any]]) -> None:
+        self.seen[scenario] = operations
+        if RECORD:
+            return
+        doc = json.loads(FIXTURE.read_text())
+        assert doc["wandb_version"] == wandb.__version__, "regenerate the fixture for this wandb release"
+        listed = {_key(op) for op in doc["operations"]}
+        missing = [op for op in operations if _key(op) not in listed]
+        assert not missing, f"operations missing from {FIXTURE.name}: {json.dumps(missing, indent=1)}"
+
+    def write(self) -> None:
+        absent = [s for s in SCENARIOS if s not in self.seen]
+        if absent:
+            raise AssertionError(f"not recording {FIXTURE.name}: scenario(s) {', '.join(absent)} did not run")
+        seen = [op for ops in self.seen.values() for op in ops]
+        FIXTURE.write_text(json.dumps(fixture_doc(seen), indent=2) + "\n")
+
+
+@pytest.fixture(scope="module")
+def operations_fixture() -> Iterator[OperationsFixture]:
+    recorder = OperationsFixture()
+    yield recorder
+    if RECORD:
+        recorder.write()
 
 
 @pytest.fixture
@@ -48,10 +95,6 @@ def run_spec(run_id: str, image: str = "busybox:1.36") -> dict[str, Any]:
         "docker": {"docker_image": image},
         "overrides": {"args": [], "entry_point": ["sh", "-c", "echo hello"]},
     }
-
-
-def agent_ops(emulator: EmulatorClient) -> list[dict[str, Any]]:
-    return [op for op in emulator.operations()]
 
 
 def stop_agent(emulator: EmulatorClient, agent: OfficialAgent, *, expect_exit: bool = True) -> None:
@@ -73,7 +116,7 @@ def stop_agent(emulator: EmulatorClient, agent: OfficialAgent, *, expect_exit: b
 
 
 def test_official_agent_registers_polls_fails_an_unlaunchable_item_and_stops(
-    emulator: EmulatorClient, tmp_path: Path
+    emulator: EmulatorClient, tmp_path: Path, operations_fixture: OperationsFixture
 ) -> None:
     emulator.create_queue(ENTITY, "q1", {"metadata": {"namespace": "default"}})
     item = emulator.push(ENTITY, "q1", run_spec("nocluster1"))
@@ -102,7 +145,7 @@ def test_official_agent_registers_polls_fails_an_unlaunchable_item_and_stops(
                "ackRunQueueItem", "failRunQueueItem", "UpsertBucket", "CreateRunFiles", "ServerFeaturesQuery"):
         assert counts.get(op), f"the official agent never sent {op}: {counts}"
     assert not [e for e in emulator.requests() if e["error"]], "every request was answered without error"
-    _SEEN["no-cluster"] = agent_ops(emulator)
+    operations_fixture.check("no-cluster", emulator.operations())
 
 
 def test_official_client_creates_a_queue_pushes_and_reads_back(emulator: EmulatorClient, tmp_path: Path) -> None:
@@ -152,7 +195,7 @@ PYTORCHJOB_CRD = {
 
 @pytest.mark.cluster
 def test_official_agent_full_lifecycle_on_the_local_control_plane(
-    emulator: EmulatorClient, tmp_path: Path, kube: Any, namespace: Any
+    emulator: EmulatorClient, tmp_path: Path, kube: Any, namespace: Any, operations_fixture: OperationsFixture
 ) -> None:
     ns = namespace("official")
     kube.apply(PYTORCHJOB_CRD)
@@ -222,26 +265,4 @@ def test_official_agent_full_lifecycle_on_the_local_control_plane(
         assert emulator.item(torch["id"])["state"] == "LEASED", "the PyTorchJob is still running"
         stop_agent(emulator, agent, expect_exit=False)
     assert not [e for e in emulator.requests() if e["error"]], "every request was answered without error"
-    _SEEN["cluster"] = agent_ops(emulator)
-
-
-def _fixture_doc(operations: list[dict[str, Any]]) -> dict[str, Any]:
-    unique = {json.dumps(op, sort_keys=True): op for op in operations}
-    return {
-        "wandb_version": wandb.__version__,
-        "note": "GraphQL operations the official agent sent to the emulator; regenerate with "
-                "`.venv/bin/python tests/e2e/record_official_agent_operations.py`",
-        "operations": [unique[key] for key in sorted(unique)],
-    }
-
-
-def test_fixture_lists_every_operation_the_official_agent_sent() -> None:
-    assert set(_SEEN) == {"no-cluster", "cluster"}, "run the whole module: both agent scenarios feed this check"
-    seen = [op for ops in _SEEN.values() for op in ops]
-    if RECORD:
-        FIXTURE.write_text(json.dumps(_fixture_doc(seen), indent=2, sort_keys=True) + "\n")
-    doc = json.loads(FIXTURE.read_text())
-    assert doc["wandb_version"] == wandb.__version__, "regenerate the fixture for this wandb release"
-    listed = {json.dumps(op, sort_keys=True) for op in doc["operations"]}
-    missing = [op for op in seen if json.dumps(op, sort_keys=True) not in listed]
-    assert not missing, f"operations missing from {FIXTURE.name}: {json.dumps(missing, indent=1)}"
+    operations_fixture.check("cluster", emulator.operations())

@@ -75,3 +75,14 @@ def test_pod_warnings():
     assert not pod_running(pod)
     assert pod_running({"status": {"phase": "Running"}})
     assert pod_warnings({"metadata": {"name": "q"}, "status": {"phase": "Running"}}) == []
+
+
+def test_event_warnings():
+    from agent.monitor import event_warnings
+
+    events = [
+        {"type": "Warning", "reason": "FailedCreate", "message": 'pods "x" is forbidden: exceeded quota: q',
+         "involvedObject": {"kind": "Job", "name": "j"}},
+        {"type": "Normal", "reason": "SuccessfulCreate", "message": "Created pod", "involvedObject": {}},
+    ]
+    assert event_warnings(events) == ['Job j: FailedCreate: pods "x" is forbidden: exceeded quota: q']

@@ -148,3 +148,15 @@ def test_unquoted_template_variable_gets_a_hint(tmp_path: Path) -> None:
     code, lines, _ = _values(tmp_path, config, queue)
     assert code == 2 and lines == [f"{queue}:2:14: metadata.namespace: a namespace chosen by a template variable "
                                    "cannot be granted ahead of time; write the namespace name"]
+
+
+def test_swapped_files_get_one_hint_each(tmp_path: Path) -> None:
+    from generator_helpers import EXAMPLES
+
+    queue, config = str(EXAMPLES / "queue-job.yaml"), str(EXAMPLES / "launch-config-noop.yaml")
+    code, lines, out = _values(tmp_path, queue, config)
+    assert code == 2 and lines == [
+        f"{queue}:1:1: this looks like a queue config, not an agent config; give it with -q",
+        f"{config}:1:1: this looks like an agent config, not a queue config; give it with -c",
+    ]
+    assert not out.exists()

@@ -37,7 +37,9 @@ def test_kube_binaries_carry_the_pinned_version() -> None:
     version = tools.required_version(tool.module_dir, "k8s.io/kubernetes")
     assert f"gitVersion={version}" in flags
     helm = next(t for t in tools.TOOLS if t.name == "helm")
-    assert "version.version=v3." in tools.ldflags_for(helm, helm.binaries[0])
+    helm_flags = tools.ldflags_for(helm, helm.binaries[0])
+    assert "version.version=v3." in helm_flags
+    assert "chartutil.k8sVersionMajor=1" in helm_flags
 
 
 def test_pin_hash_is_stable_and_follows_every_pin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
