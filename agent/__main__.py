@@ -82,8 +82,13 @@ async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Lo
         if not ok:
             metrics.inc("backend_request_errors_total", "W&B API attempts that failed", operation=op)
 
+    try:
+        kube = Kube.connect(kubeconfig)
+    except Exception as exc:
+        log.error("cannot load Kubernetes credentials (%s): %s", kubeconfig or "in-cluster, $KUBECONFIG, "
+                  "~/.kube/config", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return EXIT_BAD_INPUT
     client = GraphQLClient(settings.base_url, settings.api_key, timeout=settings.http_timeout, observe=observe)
-    kube = Kube.connect(kubeconfig)
     agent = Agent(settings, Backend(client, settings.entity), kube, metrics, log)
     stop = asyncio.Event()
     lost = asyncio.Event()
@@ -122,8 +127,13 @@ async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Lo
     except Exception as exc:
         from agent.graphql import BackendError
         if isinstance(exc, BackendError):
-            log.error("cannot start: %s", exc)
-            code = 1
+            if exc.status in (401, 403):
+                log.error("cannot start: W&B rejected the API key (HTTP %s); check WANDB_API_KEY and "
+                          "WANDB_BASE_URL", exc.status)
+                code = EXIT_BAD_INPUT
+            else:
+                log.error("cannot start: %s", exc)
+                code = 1
         else:
             raise
     finally:
@@ -150,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"launch-agent: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.check_config:
-        print(f"launch-agent: configuration OK (entity {settings.entity}, queues {', '.join(settings.queues)})")
+        entity = settings.entity or "(the API key's default)"
+        print(f"launch-agent: configuration OK (entity {entity}, queues {', '.join(settings.queues)})")
         return 0
     log = setup_logging(settings.log_format, settings.verbosity, settings.api_key)
     try:

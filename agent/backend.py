@@ -11,6 +11,10 @@ from agent.graphql import BackendError, GraphQLClient
 
 LAUNCH_PROJECT = "model-registry"
 
+Q_VIEWER = """query Viewer {
+  viewer { id entity username }
+}"""
+
 Q_PROJECT_RUN_QUEUES = """query ProjectRunQueues($entity: String!, $projectName: String!) {
   project(entityName: $entity, name: $projectName) {
     runQueues { id name createdBy access }
@@ -75,6 +79,7 @@ Q_RUN_STATE = """query RunState($project: String!, $entity: String!, $name: Stri
 }"""
 
 ALL_OPERATIONS = {
+    "Viewer": Q_VIEWER,
     "ProjectRunQueues": Q_PROJECT_RUN_QUEUES,
     "createLaunchAgent": M_CREATE_LAUNCH_AGENT,
     "EntityIsTeam": Q_ENTITY_IS_TEAM,
@@ -103,6 +108,14 @@ class Backend:
 
     async def _run(self, name: str, variables: dict[str, Any]) -> dict[str, Any]:
         return await self._client.execute(name, ALL_OPERATIONS[name], variables)
+
+    async def viewer_entity(self) -> str:
+        """The API key's default entity (used when no entity is configured, like the official agent)."""
+        data = await self._run("Viewer", {})
+        viewer = data.get("viewer") or {}
+        if not viewer.get("entity"):
+            raise BackendError("the API key has no default entity; set entity, WANDB_ENTITY or -e")
+        return str(viewer["entity"])
 
     async def run_queues(self) -> list[dict[str, Any]]:
         data = await self._run("ProjectRunQueues", {"entity": self.entity, "projectName": LAUNCH_PROJECT})

@@ -184,8 +184,6 @@ def resolve(*, config_path: str | None = None, entity: str | None = None, queues
         raise ConfigError(f"{where}: key queues: no queue to poll (set queues in the config or pass -q)")
     if validate:  # like the official agent: the file merged with env and flags
         validate_file(resolved, source)
-    if not resolved.get("entity"):
-        raise ConfigError(f"{where}: key entity: not set (set entity, WANDB_ENTITY or pass -e)")
     api_key = env.get("WANDB_API_KEY", "")
     if not api_key:
         raise ConfigError("WANDB_API_KEY: not set (the agent needs a W&B API key)")
@@ -209,7 +207,7 @@ def resolve(*, config_path: str | None = None, entity: str | None = None, queues
         version = f"launch-agent@{__version__}"
     agent_config = {k: v for k, v in resolved.items() if k != "project"}
     return AgentSettings(
-        entity=str(resolved["entity"]),
+        entity=str(resolved.get("entity") or ""),  # empty: the API key's default entity
         queues=tuple(queue_list),
         api_key=api_key,
         base_url=(env.get("WANDB_BASE_URL") or DEFAULT_BASE_URL).rstrip("/"),

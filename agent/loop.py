@@ -9,6 +9,8 @@ bad configuration or a refused registration ends the process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import logging
 import socket
@@ -20,7 +22,7 @@ from typing import Any
 from agent.backend import Backend, PoppedItem
 from agent.config import AgentSettings
 from agent.graphql import BackendError
-from agent.kube import EVENTS, JOBS, PODS, Kube, KubeError, ResourceType, split_api_version
+from agent.kube import EVENTS, JOBS, PODS, Kube, KubeError, ResourceType
 from agent.manifest import (
     ANN_ENTITY,
     ANN_ITEM_ID,
@@ -134,6 +136,11 @@ class Agent:
     # ---------------------------------------------------------------- startup
 
     async def register(self) -> None:
+        if not self.s.entity:
+            entity = await self.backend.viewer_entity()
+            self.s = dataclasses.replace(self.s, entity=entity)
+            self.backend.entity = entity
+            self.log.info("using the API key's default entity %s", entity)
         queues = await self.backend.run_queues()
         by_name = {q["name"]: q["id"] for q in queues}
         missing = [q for q in self.s.queues if q not in by_name]
@@ -238,7 +245,10 @@ class Agent:
         next_poll = 0.0
         while not stop.is_set() and not (leader_lost and leader_lost.is_set()):
             self.last_loop = time.monotonic()
-            await self.reconcile()
+            try:
+                await self.reconcile()
+            except Exception as exc:  # never fatal: logged, retried on the next pass
+                self.log.exception("checking running workloads failed: %s", exc)
             now = time.monotonic()
             if not adopted and now >= next_poll:
                 adopted = await self.adopt()
@@ -306,7 +316,12 @@ class Agent:
             self.queue_order.remove(queue)
             self.queue_order.append(queue)
             self.metrics.inc("items_popped_total", "Run-queue items popped", queue=queue)
-            await self.launch(item)
+            try:
+                await self.launch(item)
+            except Exception as exc:  # a spec nobody foresaw must not stop the agent
+                self.log.exception("launching item %s failed", item.item_id)
+                await self._fail(item.item_id, queue, f"the agent could not launch this item: "
+                                 f"{type(exc).__name__}: {exc}", "agent")
             return True
         return False
 
@@ -350,22 +365,35 @@ class Agent:
         ns = workload["metadata"]["namespace"]
         name = workload["metadata"]["name"]
         created_any = False
-        rt: ResourceType | None = None
-        for obj in objs:
-            rt_key = f"{obj['kind']}.{split_api_version(obj['apiVersion'])[0] or 'core'}"
+        # The workload first; the auxiliary objects (additional_services) then get an ownerReference
+        # to it, so Kubernetes deletes them with it (TTL, stop, cancel) and none leak.
+        owner: dict[str, Any] | None = None
+        workload_rt: ResourceType | None = None
+        for obj in [workload, *objs[:-1]]:
+            rt = None
+            if owner is not None:
+                obj["metadata"]["ownerReferences"] = [owner]
             try:
                 rt = await self.kube.resolve(obj["apiVersion"], obj["kind"])
-                _, created = await self.kube.create(obj)
-                created_any = created_any or created
+                created_obj, created = await self.kube.create(obj)
+                created_any = created_any or (created and obj is workload)
             except KubeError as exc:
-                what = rt.key if rt and rt.kind == obj["kind"] else rt_key
+                what = rt.key if rt is not None else f"{obj['kind']} ({obj['apiVersion']})"
                 msg = f"{exc.status}: cannot create {what} {obj['metadata']['name']} in {ns}: {exc.message}"
+                if workload_rt is not None and created_any:  # undo only what this call created
+                    with contextlib.suppress(KubeError):
+                        await self.kube.delete(workload_rt, ns, name)
                 await self._fail(item.item_id, item.queue, msg, "agent")
                 return None
             except Exception as exc:  # the API server unreachable, TLS problems...
                 self.log.warning("creating %s for item %s failed: %s; the item will be re-queued by W&B",
                                  obj["kind"], item.item_id, exc)
                 return None
+            if obj is workload:
+                workload_rt = rt
+                owner = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": name,
+                         "uid": created_obj["metadata"]["uid"]}
+        rt = workload_rt
         assert rt is not None
         tracked = Tracked(
             item_id=item.item_id, item_label=workload["metadata"]["labels"][LABEL_ITEM], queue=item.queue,
@@ -446,7 +474,7 @@ class Agent:
     async def _vanished(self, t: Tracked) -> bool:
         try:
             return await self.kube.get(t.rt, t.namespace, t.name) is None
-        except KubeError:
+        except Exception:
             return False
 
     async def _warn(self, t: Tracked, text: str) -> None:
@@ -486,8 +514,8 @@ class Agent:
             deleted = await self.kube.delete(t.rt, t.namespace, t.name)
             self.log.info("deleted %s %s/%s", t.rt.kind, t.namespace, t.name)
             return deleted
-        except KubeError as exc:
-            self.log.warning("deleting %s/%s failed: %s", t.namespace, t.name, exc)
+        except Exception as exc:
+            self.log.warning("deleting %s/%s failed: %s (will retry)", t.namespace, t.name, exc)
             t.deleting = False
             return True
 

@@ -260,6 +260,64 @@ def _containers(pod_spec: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, An
 
 
 # ---------------------------------------------------------------------------------------------
+# Shape: the fields the agent reads or writes must have the types Kubernetes gives them
+
+
+def _expect(value: Any, kind: type, where: str) -> None:
+    if value is not None and not isinstance(value, kind):
+        name = "an object" if kind is dict else "a list" if kind is list else kind.__name__
+        raise ManifestError("shape", f"{where} must be {name}")
+
+
+def _check_meta(meta: Any, where: str) -> None:
+    _expect(meta, dict, f"{where}.metadata")
+    if isinstance(meta, dict):
+        for key in ("labels", "annotations"):
+            _expect(meta.get(key), dict, f"{where}.metadata.{key}")
+            for k, v in (meta.get(key) or {}).items():
+                if isinstance(v, dict | list):
+                    raise ManifestError("shape", f"{where}.metadata.{key}.{k} must be a string")
+        if meta.get("name") is not None and not isinstance(meta["name"], str | int):
+            raise ManifestError("shape", f"{where}.metadata.name must be a string")
+
+
+def check_shape(obj: Any, where: str) -> None:
+    """Refuse wrongly typed fields in the parts of pod templates the agent reads and writes."""
+    for tmpl in pod_templates(obj):
+        _check_meta(tmpl.get("metadata"), where)
+        pod = tmpl["spec"]
+        for key in ("volumes", "initContainers", "ephemeralContainers", "imagePullSecrets"):
+            _expect(pod.get(key), list, f"{where} pod spec {key}")
+        _expect(pod.get("securityContext"), dict, f"{where} pod spec securityContext")
+        pod_sc = pod.get("securityContext") or {}
+        _expect(pod_sc.get("sysctls"), list, f"{where} pod securityContext.sysctls")
+        for key in ("seccompProfile", "appArmorProfile", "seLinuxOptions", "windowsOptions"):
+            _expect(pod_sc.get(key), dict, f"{where} pod securityContext.{key}")
+        for vol in pod.get("volumes") or []:
+            _expect(vol, dict, f"{where} volume")
+        for key in _CONTAINER_LISTS:
+            for i, c in enumerate(pod.get(key) or []):
+                cwhere = f"{where} {key}[{i}]"
+                _expect(c, dict, cwhere)
+                for field_name in ("env", "ports", "args", "command", "envFrom", "volumeMounts"):
+                    _expect(c.get(field_name), list, f"{cwhere}.{field_name}")
+                for e in (c.get("env") or []) + (c.get("ports") or []):
+                    _expect(e, dict, f"{cwhere} env/ports entry")
+                if c.get("image") is not None and not isinstance(c["image"], str):
+                    raise ManifestError("shape", f"{cwhere}.image must be a string")
+                if c.get("name") is not None and not isinstance(c["name"], str):
+                    raise ManifestError("shape", f"{cwhere}.name must be a string")
+                _expect(c.get("securityContext"), dict, f"{cwhere}.securityContext")
+                sc = c.get("securityContext") or {}
+                _expect(sc.get("capabilities"), dict, f"{cwhere}.securityContext.capabilities")
+                for key2 in ("add", "drop"):
+                    _expect((sc.get("capabilities") or {}).get(key2), list,
+                            f"{cwhere}.securityContext.capabilities.{key2}")
+                for key2 in ("seccompProfile", "appArmorProfile", "seLinuxOptions", "windowsOptions"):
+                    _expect(sc.get(key2), dict, f"{cwhere}.securityContext.{key2}")
+
+
+# ---------------------------------------------------------------------------------------------
 # Policy
 
 
@@ -424,7 +482,8 @@ def run_env(run_spec: Mapping[str, Any], run: RunInfo, *, item_id: str, queue: s
     sweep_id = run_spec.get("sweep_id")
     if sweep_id and isinstance(sweep_id, str):
         env.append({"name": "WANDB_SWEEP_ID", "value": sweep_id})
-    if int(run_spec.get("_resume_count") or 0) > 0:
+    resume = run_spec.get("_resume_count")
+    if isinstance(resume, int | float | str) and str(resume).strip().lstrip("-").isdigit() and int(resume) > 0:
         env.append({"name": "WANDB_RESUME", "value": "allow"})
     env += [
         {"name": "WANDB_LAUNCH_QUEUE_NAME", "value": queue},
@@ -576,6 +635,9 @@ def build_workload(run_spec: Mapping[str, Any], *, item_id: str, queue: str,
     for key in _DIRECTIVE_KEYS:
         config.pop(key, None)
 
+    _check_meta(config.get("metadata"), "resource_args.kubernetes")
+    _expect(config.get("spec"), dict, "resource_args.kubernetes.spec")
+    check_shape(config, "resource_args.kubernetes")
     api_version = str(config.get("apiVersion") or "batch/v1")
     is_job = api_version in JOB_API_VERSIONS
     kind = str(config.get("kind") or ("Job" if is_job else ""))
@@ -594,6 +656,8 @@ def build_workload(run_spec: Mapping[str, Any], *, item_id: str, queue: str,
         if not isinstance(aux, dict) or not aux.get("kind") or not aux.get("apiVersion"):
             raise ManifestError("additional-services",
                                 f"additional_services[{i}].config needs apiVersion and kind")
+        _check_meta(aux.get("metadata"), f"additional_services[{i}]")
+        check_shape(aux, f"additional_services[{i}]")
         ameta = aux.setdefault("metadata", {})
         ans = ameta.get("namespace") or namespace
         if ans != namespace:

@@ -69,11 +69,12 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_emulator(args: argparse.Namespace) -> int:
-    argv = [sys.executable, "-m", cluster.EMULATOR_MODULE, *args.rest]
+def cmd_emulator(rest: list[str]) -> int:
+    """Replace this process by ``python -m localenv.wandb_emulator REST``."""
     if not cluster.emulator_available():
-        raise cluster.LocalenvError(f"{cluster.EMULATOR_MODULE} is not installed in this tree yet")
-    os.execv(sys.executable, argv)
+        print(f"localenv emulator: {cluster.EMULATOR_MODULE} is not installed in this tree yet", file=sys.stderr)
+        return 2
+    os.execv(sys.executable, [sys.executable, "-m", cluster.EMULATOR_MODULE, *rest])
     return 0  # not reached
 
 
@@ -98,13 +99,15 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--nodes", type=int, default=1, help="number of fake (kwok) nodes (default 1)")
             p.add_argument("--no-emulator", action="store_true", help="do not start the W&B emulator")
 
-    p = sub.add_parser("emulator", help="run the W&B emulator in the foreground (python -m localenv.wandb_emulator)")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed on, e.g. --port 8080")
-    p.set_defaults(func=cmd_emulator)
+    # Listed for --help; main() hands every argument after "emulator" to the emulator as is.
+    sub.add_parser("emulator", help="run the W&B emulator in the foreground (python -m localenv.wandb_emulator ARGS)")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "emulator":
+        return cmd_emulator(argv[1:])
     args = parser().parse_args(argv)
     try:
         return args.func(args)

@@ -157,31 +157,33 @@ def stop_pids(pids: dict[str, int], state_dir: Path, grace: float = 10.0) -> lis
     return stopped + _stop_group({n: p for n, p in pids.items() if n == "etcd"}, state_dir, grace)
 
 
+def _gone(pid: int) -> bool:
+    """True once *pid* has exited (reaping it when it is our child)."""
+    _reap(pid)
+    return _proc_state(pid) in (None, "Z", "X")
+
+
 def _stop_group(pids: dict[str, int], state_dir: Path, grace: float) -> list[str]:
-    """SIGTERM each of our PIDs, SIGKILL what is left after *grace* seconds."""
+    """SIGTERM each of our PIDs, SIGKILL what is left after *grace* seconds.
+
+    Ownership is checked once, before any signal: an exiting process loses its command line
+    before it disappears, so later checks only ask whether the PID is gone.
+    """
     order = sorted(pids, key=lambda n: START_ORDER.index(n) if n in START_ORDER else -1, reverse=True)
     alive = [(name, pids[name]) for name in order if is_ours(pids[name], state_dir)]
     for _, pid in alive:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        for _, pid in alive:
-            _reap(pid)
-        if not any(is_ours(pid, state_dir) for _, pid in alive):
-            break
-        time.sleep(0.1)
+    while not all(_gone(pid) for _, pid in alive) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for _, pid in alive:
         if is_ours(pid, state_dir):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    for _, pid in alive:
-        for _ in range(50):
-            _reap(pid)
-            if not is_ours(pid, state_dir):
-                break
-            time.sleep(0.05)
-        _reap(pid)  # a child that turned zombie after the check above
+    deadline = time.monotonic() + 5
+    while not all(_gone(pid) for _, pid in alive) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return [name for name, _ in alive]
 
 
@@ -397,6 +399,9 @@ def _prepare_dir(state_dir: Path) -> None:
     state_dir.chmod(0o700)
 
 
+PORT_ATTEMPTS = 3
+
+
 def up(
     state_dir: Path,
     nodes: int = 1,
@@ -406,12 +411,29 @@ def up(
     tie_to_parent: bool = False,
     timeout: float = 180.0,
 ) -> State:
-    """Start a localenv in *state_dir*; return its recorded state once pods can run."""
+    """Start a localenv in *state_dir*; return its recorded state once pods can run.
+
+    Ports are chosen free but only bound by the components a moment later; if another
+    process takes one in between, the start is retried with new ports.
+    """
     if nodes < 1:
         raise LocalenvError(f"--nodes must be at least 1 (got {nodes})")
     state_dir = state_dir.expanduser().resolve()
     bins = bin_dir or tools.bin_dir()
-    _prepare_dir(state_dir)
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        _prepare_dir(state_dir)
+        try:
+            return _up_once(state_dir, nodes, bins, log, with_emulator, tie_to_parent, timeout)
+        except LocalenvError as exc:
+            if "address already in use" not in str(exc) or attempt == PORT_ATTEMPTS:
+                raise
+            log("a chosen port was taken meanwhile; starting again with new ports")
+    raise AssertionError("unreachable")
+
+
+def _up_once(
+    state_dir: Path, nodes: int, bins: Path, log: Log, with_emulator: bool, tie_to_parent: bool, timeout: float
+) -> State:
     t0 = time.monotonic()
     run_emulator = with_emulator and emulator_available()
     port_names = ["etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler"]
@@ -468,7 +490,10 @@ def up(
         if run_emulator:
             _wait("the W&B emulator", lambda: _tcp_open(ports["wandb-emulator"]), 60, state_dir, state.pids)
             state.emulator_url = f"http://127.0.0.1:{ports['wandb-emulator']}"
-            state.emulator_api_key = _emulator_api_key(state_dir)
+            key_deadline = time.monotonic() + 5
+            while (key := _emulator_api_key(state_dir)) is None and time.monotonic() < key_deadline:
+                time.sleep(0.1)
+            state.emulator_api_key = key
         elif with_emulator:
             log(f"note: {EMULATOR_MODULE} is not there yet; the W&B emulator was not started")
     except BaseException:

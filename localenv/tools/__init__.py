@@ -181,7 +181,7 @@ def _explain_failure(tool: Tool, log_path: Path) -> str:
     text = log_path.read_text(errors="replace") if log_path.exists() else ""
     lines = [ln for ln in text.splitlines() if ln.strip()]
     download = re.compile(r"(dial tcp|proxy\.golang|reading https?://|i/o timeout|no such host|"
-                          r"connection refused|TLS handshake|410 Gone|404 Not Found|verifying .*: )")
+                          r"connection refused|TLS handshake|410 Gone|404 Not Found|verifying .*: |module lookup disabled)")
     for line in lines:
         if download.search(line):
             return f"module download failed while building {tool.name}: {line.strip()[:240]} (log: {log_path})"
@@ -237,13 +237,17 @@ def build(force: bool = False, log: Callable[[str], None] = _default_log) -> Pat
         log_path.write_text("")
         log(f"building {len(BINARIES)} tools with {version} into {bin_path} (log: {log_path})")
         total = time.monotonic()
-        for tool in TOOLS:
-            t0 = time.monotonic()
-            names = ", ".join(b.name for b in tool.binaries)
-            log(f"{tool.name}: {names} ...")
-            for binary in tool.binaries:
-                _run_go_build(go, tool, binary, staging / binary.name, log_path, log)
-            log(f"{tool.name}: done in {time.monotonic() - t0:.0f} s")
+        try:
+            for tool in TOOLS:
+                t0 = time.monotonic()
+                names = ", ".join(b.name for b in tool.binaries)
+                log(f"{tool.name}: {names} ...")
+                for binary in tool.binaries:
+                    _run_go_build(go, tool, binary, staging / binary.name, log_path, log)
+                log(f"{tool.name}: done in {time.monotonic() - t0:.0f} s")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         if bin_path.exists():
             shutil.rmtree(bin_path)
         staging.rename(bin_path)

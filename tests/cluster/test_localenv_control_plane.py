@@ -10,10 +10,18 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 from cluster_helpers import is_ready, kwok_nodes
 
 from localenv import cluster, kwok, tools
 from localenv.pytest_plugin import Kube
+
+
+@pytest.fixture(autouse=True)
+def _only_on_localenv(kube: Kube) -> None:
+    """These tests are about localenv itself; with --kubeconfig (kind, a real cluster) they do not apply."""
+    if kube.state is None:
+        pytest.skip("checks localenv itself; this session uses a cluster given by --kubeconfig")
 
 
 def _job(name: str, annotations: dict[str, str] | None = None, ttl: int | None = None) -> dict:

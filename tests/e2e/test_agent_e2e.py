@@ -108,6 +108,7 @@ def role_rules(secret: str) -> list[dict[str, Any]]:
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": [secret]},
         {"apiGroups": ["kubeflow.org"], "resources": ["pytorchjobs"], "verbs": verbs},
         {"apiGroups": ["batch.volcano.sh"], "resources": ["jobs"], "verbs": verbs},
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "get"]},  # additional_services
     ]
 
 
@@ -370,12 +371,20 @@ def test_pytorchjob_and_volcano_queues(site):
 def test_stop_request_deletes_the_workload_and_its_pods(site):
     q = job_queue(site, "stop", annotations={"localenv.launch-agent.dev/outcome": "keep-running"})
     run_id = f"stop-{site.release}"
-    item = site.emu.push(q, run_spec(run_id))
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "tb-${run_id}"},
+               "spec": {"ports": [{"port": 6006}], "selector": {LABEL_RUN_ID: "${run_id}"}}}
+    item = site.emu.push(q, run_spec(run_id, additional_services=[{"config": service}]))
     agent = site.agent([q], config=f"entity: {ENTITY}\nqueues: [{q}]\nstopped_run_timeout: 0\n")
     wait_for("pod running", lambda: any(p["status"].get("phase") == "Running" for p in site.kube.get(
         "pods", namespace=site.jobs_ns, selector=f"{LABEL_RUN_ID}={run_id}")))
+    svc = site.kube.get("services", f"tb-{run_id}", namespace=site.jobs_ns)
+    assert svc["metadata"]["labels"][LABEL_RUN_ID] == run_id
+    (owner,) = svc["metadata"]["ownerReferences"]
+    assert owner["kind"] == "Job" and owner["uid"] == job_of(site, run_id)["metadata"]["uid"]
     site.emu.admin("POST", f"/runs/{ENTITY}/proj/{run_id}", {"stopped": True})
     wait_for("Job deleted", lambda: job_of(site, run_id) is None)
+    wait_for("its Service collected with it", lambda: not site.kube.get(
+        "services", namespace=site.jobs_ns, selector=f"{LABEL_RUN_ID}={run_id}"))
     wait_for("pods deleted with it", lambda: not site.kube.get("pods", namespace=site.jobs_ns,
                                                                 selector=f"{LABEL_RUN_ID}={run_id}"))
     wait_for("stop counted", lambda: agent.metric(

@@ -21,6 +21,7 @@ import pytest
 import wandb
 from official_agent import OfficialAgent, wait_until
 
+from localenv import crds
 from localenv.wandb_emulator.testing import EmulatorClient, running_emulator
 
 pytestmark = pytest.mark.e2e
@@ -174,31 +175,12 @@ def test_official_client_creates_a_queue_pushes_and_reads_back(emulator: Emulato
     assert not [e for e in emulator.requests() if e["error"]], emulator.requests()
 
 
-PYTORCHJOB_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "pytorchjobs.kubeflow.org"},
-    "spec": {
-        "group": "kubeflow.org",
-        "scope": "Namespaced",
-        "names": {"plural": "pytorchjobs", "singular": "pytorchjob", "kind": "PyTorchJob", "listKind": "PyTorchJobList"},
-        "versions": [{
-            "name": "v1",
-            "served": True,
-            "storage": True,
-            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-            "subresources": {"status": {}},
-        }],
-    },
-}
-
-
 @pytest.mark.cluster
 def test_official_agent_full_lifecycle_on_the_local_control_plane(
     emulator: EmulatorClient, tmp_path: Path, kube: Any, namespace: Any, operations_fixture: OperationsFixture
 ) -> None:
     ns = namespace("official")
-    kube.apply(PYTORCHJOB_CRD)
+    kube.apply(crds.PYTORCHJOB)
     kube.wait_for("the PyTorchJob CRD", lambda: kube.kubectl(
         "get", "crd", "pytorchjobs.kubeflow.org", "-o", "jsonpath={.status.conditions[?(@.type=='Established')].status}"
     ).stdout == "True")
@@ -224,8 +206,12 @@ def test_official_agent_full_lifecycle_on_the_local_control_plane(
     ok = emulator.push(ENTITY, "jobs", run_spec("okrun1"))
     never = emulator.push(ENTITY, "jobs", run_spec("norun1"))
     torch = emulator.push(ENTITY, "pytorch", run_spec("torch1", image="pytorch/pytorch:2.5"))
+    # The run's resource_args merge over the queue config: a node selector no node matches.
+    stuck_spec = run_spec("stuck1")
+    stuck_spec["resource_args"] = {"kubernetes": {"spec": {"template": {"spec": {"nodeSelector": {"pool": "none"}}}}}}
+    stuck = emulator.push(ENTITY, "jobs", stuck_spec)
 
-    with OfficialAgent(tmp_path, emulator.url, emulator.api_key, ENTITY, ["jobs", "pytorch"], max_jobs=3,
+    with OfficialAgent(tmp_path, emulator.url, emulator.api_key, ENTITY, ["jobs", "pytorch"], max_jobs=4,
                        kubeconfig=Path(kube.kubeconfig)) as agent:
         (registered,) = wait_until(emulator.agents, 60, "the agent to register", agent)
         jobs = wait_until(lambda: kube.get("jobs", namespace=ns, selector="wandb.ai/run-id=okrun1"), 120,
@@ -247,6 +233,15 @@ def test_official_agent_full_lifecycle_on_the_local_control_plane(
 
         wait_until(ok_job_succeeded, 120, "the Job of okrun1 to succeed", agent)
 
+        # The unschedulable pod is reported as a warning on its item (stage "Kubernetes").
+        stuck_jobs = wait_until(lambda: kube.get("jobs", namespace=ns, selector="wandb.ai/run-id=stuck1"), 120,
+                                "the Job of stuck1", agent)
+        pod_spec = stuck_jobs[0]["spec"]["template"]["spec"]
+        assert pod_spec["nodeSelector"] == {"pool": "none"}
+        assert pod_spec["containers"][0]["resources"]["limits"] == {"cpu": "100m", "memory": "64Mi"}
+        warnings = wait_until(lambda: emulator.item(stuck["id"])["warnings"], 120, "the Unschedulable warning", agent)
+        assert warnings[0]["stage"] == "Kubernetes" and warnings[0]["message"], warnings
+
         # The Job whose run never started is failed by the agent at stage "run" once its
         # RunState grace period (about a minute after the Job ends) is over.
         wait_until(lambda: emulator.item(never["id"])["state"] == "FAILED", 240, "norun1 to be failed", agent)
@@ -263,6 +258,7 @@ def test_official_agent_full_lifecycle_on_the_local_control_plane(
         emulator.set_run(ENTITY, "demo", "okrun1", state="finished")
         assert emulator.item(ok["id"])["state"] == "FINISHED"
         assert emulator.item(torch["id"])["state"] == "LEASED", "the PyTorchJob is still running"
+        assert emulator.item(stuck["id"])["state"] == "LEASED", "the official agent waits on a Pending pod"
         stop_agent(emulator, agent, expect_exit=False)
     assert not [e for e in emulator.requests() if e["error"]], "every request was answered without error"
     operations_fixture.check("cluster", emulator.operations())

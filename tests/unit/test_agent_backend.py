@@ -71,7 +71,7 @@ def make_agent(emu: Emu, **kw: Any) -> tuple[Agent, GraphQLClient]:
     client = GraphQLClient(s.base_url, s.api_key, timeout=2, attempts=3, backoff=(0.01, 0.05))
     # Kubernetes is never reached on these paths; an address nothing listens on makes sure of that.
     kube = Kube(httpx2.AsyncClient(base_url="http://127.0.0.1:9"), "wandb")
-    return NoClusterAgent(s, Backend(client, ENTITY), kube, Metrics(), logging.getLogger("test-agent")), client
+    return NoClusterAgent(s, Backend(client, s.entity), kube, Metrics(), logging.getLogger("test-agent")), client
 
 
 SPEC = {"entity": ENTITY, "project": "proj", "docker": {"docker_image": "busybox:1.36"},
@@ -107,6 +107,21 @@ def test_operations_round_trip(emu):
     got = emu.item(item_id)
     assert got["state"] == "FAILED" and got["error"]["message"] == "boom"
     assert got["warnings"][0]["message"] == "pod p is Unschedulable"
+
+
+def test_entity_defaults_to_the_api_keys(emu):
+    emu.queue("q")
+
+    async def scenario() -> None:
+        agent, client = make_agent(emu, entity="")
+        try:
+            await agent.register()
+            assert agent.s.entity == ENTITY and agent.backend.entity == ENTITY
+            assert agent.s.manifest_settings().queue_entity == ENTITY
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
 
 
 def test_missing_queue_is_fatal(emu):
@@ -232,3 +247,23 @@ def test_stop_polling_ends_the_loop(emu):
 def test_derived_run_id_is_stable():
     assert derived_run_id("I1") == derived_run_id("I1") != derived_run_id("I2")
     assert len(derived_run_id("I1")) == 8 and derived_run_id("I1").isalnum()
+
+
+def test_cli_with_a_rejected_api_key_exits_2(emu, tmp_path):
+    import subprocess
+    import sys
+
+    emu.queue("q")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {token: t}}]\n")
+    wrong = "local-" + "w" * 40
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "-e", ENTITY, "-q", "q", "--kubeconfig", str(kubeconfig),
+         "--health-port", "0"], capture_output=True, text=True, timeout=120,
+        env={"WANDB_API_KEY": wrong, "WANDB_BASE_URL": emu.url, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2, proc.stderr
+    assert "rejected the API key" in proc.stderr and "Traceback" not in proc.stderr
+    assert wrong not in proc.stderr

@@ -65,7 +65,6 @@ def test_chart_env_vars(tmp_path):
     ("entity: e\nqueues: [q]\nmax_jobs: many\n", ENV, {}, "max_jobs"),
     ("entity: e\nqueues: []\n", ENV, {}, "queues"),
     ("entity: e\nqueues: [q]\n", {}, {}, "WANDB_API_KEY"),
-    ("queues: [q]\n", ENV, {}, "entity"),
     ("entity: e\nqueues: [q]\n", {**ENV, "WANDB_LAUNCH_START_TIMEOUT": "soon"}, {}, "WANDB_LAUNCH_START_TIMEOUT"),
     ("entity: e\nqueues: [q]\n", ENV, {"security_level": "lax"}, "security level"),
     ("entity: e\nqueues: [q]\nmax_jobs: -3\n", ENV, {}, "max_jobs"),
@@ -79,6 +78,11 @@ def test_bad_input_is_one_clear_error(tmp_path, text, env, kwargs, needle):
         resolve(config_path=path, env=env, **kwargs)
     assert needle in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_entity_may_come_from_the_api_key(tmp_path):
+    s = resolve(config_path=write(tmp_path, "queues: [q]\n"), env=ENV)
+    assert s.entity == ""  # the agent asks W&B for the key's default entity (Viewer)
 
 
 def test_missing_explicit_file(tmp_path):
@@ -103,3 +107,13 @@ def test_cli_check_config_ok(tmp_path):
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "other" in proc.stdout
+
+
+def test_cli_bad_kubeconfig_is_one_line(tmp_path):
+    path = write(tmp_path, "entity: e\nqueues: [q]\n")
+    proc = subprocess.run([sys.executable, "-m", "agent", "-c", path, "--kubeconfig", str(tmp_path / "none"),
+                           "--health-port", "0"], capture_output=True, text=True,
+                          env={"WANDB_API_KEY": KEY, "HOME": str(tmp_path)}, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "cannot load Kubernetes credentials" in proc.stderr
+    assert KEY not in proc.stderr

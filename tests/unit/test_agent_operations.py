@@ -93,6 +93,7 @@ def test_what_goes_over_the_wire_is_covered():
             client = GraphQLClient(server.url, key, timeout=5)
             backend = Backend(client, "acme")
             try:
+                await backend.viewer_entity()
                 queues = await backend.run_queues()
                 agent_id = await backend.create_launch_agent([q["id"] for q in queues], "h", {"queues": []}, "v")
                 await backend.entity_is_team()

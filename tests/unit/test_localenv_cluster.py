@@ -74,3 +74,32 @@ def test_client_kubeconfig_is_self_contained(tmp_path: Path) -> None:
     assert doc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
     assert doc["users"][0]["user"]["client-key-data"]
     assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_up_retries_when_a_chosen_port_was_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def flaky(*args: object) -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise cluster.LocalenvError("etcd exited: listen tcp 127.0.0.1:4242: bind: address already in use")
+        return "state"
+
+    monkeypatch.setattr(cluster, "_up_once", flaky)
+    assert cluster.up(tmp_path / "s", bin_dir=tmp_path) == "state"
+    assert len(calls) == 3
+
+    def broken(*args: object) -> str:
+        raise cluster.LocalenvError("kube-apiserver exited: bad flag")
+
+    monkeypatch.setattr(cluster, "_up_once", broken)
+    with pytest.raises(cluster.LocalenvError, match="bad flag"):
+        cluster.up(tmp_path / "t", bin_dir=tmp_path)
+
+
+def test_emulator_subcommand_hands_all_arguments_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+    monkeypatch.setattr(cluster, "emulator_available", lambda: True)
+    monkeypatch.setattr("os.execv", lambda path, argv: seen.append(list(argv)))
+    assert main(["emulator", "--port", "8080", "--state-file", "s.json"]) == 0
+    assert seen == [[sys.executable, "-m", "localenv.wandb_emulator", "--port", "8080", "--state-file", "s.json"]]
