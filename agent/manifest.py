@@ -186,29 +186,33 @@ def selector(settings: ManifestSettings) -> str:
 # Run spec reading
 
 
-def _as_str(value: Any) -> str:
-    return "" if value is None else str(value)
+def _as_str(value: Any, key: str = "value") -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        raise ManifestError("run-spec", f"{key} must be a string")
+    return str(value)
 
 
 def run_info(run_spec: Mapping[str, Any]) -> RunInfo:
     if not isinstance(run_spec, Mapping):
         raise ManifestError("run-spec", "the run spec is not an object")
-    run_id = _as_str(run_spec.get("run_id"))
+    run_id = _as_str(run_spec.get("run_id"), "run_id")
     if not run_id:
         raise ManifestError("run-spec", "the run spec has no run_id")
-    entity = _as_str(run_spec.get("entity"))
-    project = _as_str(run_spec.get("project")).lower()
+    entity = _as_str(run_spec.get("entity"), "entity")
+    project = _as_str(run_spec.get("project"), "project").lower()
     if not entity or not project:
         raise ManifestError("run-spec", "the run spec needs both entity and project")
     docker = run_spec.get("docker") or {}
-    image = _as_str(docker.get("docker_image") if isinstance(docker, Mapping) else None)
-    image = image or _as_str(run_spec.get("image_uri"))
+    image = _as_str(docker.get("docker_image") if isinstance(docker, Mapping) else None, "docker.docker_image")
+    image = image or _as_str(run_spec.get("image_uri"), "image_uri")
     return RunInfo(
         run_id=run_id,
         entity=entity,
         project=project,
-        run_name=_as_str(run_spec.get("name")),
-        author=_as_str(run_spec.get("author")),
+        run_name=_as_str(run_spec.get("name"), "name"),
+        author=_as_str(run_spec.get("author"), "author"),
         image_uri=image,
     )
 
@@ -650,7 +654,10 @@ def build_workload(run_spec: Mapping[str, Any], *, item_id: str, queue: str,
     annotations = _annotation_set(run, item_id, queue)
     objs: list[dict[str, Any]] = []
 
-    for i, service in enumerate(run_spec.get("additional_services") or []):
+    services = run_spec.get("additional_services") or []
+    if not isinstance(services, list):
+        raise ManifestError("additional-services", "additional_services must be a list")
+    for i, service in enumerate(services):
         aux = expand_macros(copy.deepcopy((service or {}).get("config") if isinstance(service, Mapping)
                                           else None), macros)
         if not isinstance(aux, dict) or not aux.get("kind") or not aux.get("apiVersion"):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from localenv import kubeconfig, kwok, pki, tools
+from localenv import crds, kubeconfig, kwok, pki, tools
 
 STATE_FILE = "state.json"
 KUBECONFIG_NAME = "kubeconfig"
@@ -338,6 +338,14 @@ def kubectl(bin_dir: Path, kcfg: Path | str, *args: str, input_text: str | None 
     return proc
 
 
+def _openapi_has(bin_dir: Path, kcfg: Path, group_versions: Sequence[str]) -> bool:
+    out = kubectl(bin_dir, kcfg, "get", "--raw", "/openapi/v3", check=False)
+    if out.returncode != 0:
+        return False
+    paths = json.loads(out.stdout).get("paths", {})
+    return all(f"apis/{gv}" in paths for gv in group_versions)
+
+
 def _nodes_ready(bin_dir: Path, kcfg: Path, names: Sequence[str]) -> bool:
     out = kubectl(bin_dir, kcfg, "get", "nodes", "-o", "json", check=False)
     if out.returncode != 0:
@@ -471,6 +479,11 @@ def _up_once(
         log(f"kube-apiserver ready at {server} ({time.monotonic() - t0:.1f} s)")
         start("kube-controller-manager", _controller_manager_args(bins, state_dir, ports, p))
         start("kube-scheduler", _scheduler_args(bins, state_dir, ports))
+        # kwok reads the OpenAPI of every kind it simulates when it starts: the workload CRDs first.
+        kubectl(bins, admin_kcfg, "apply", "-f", "-", input_text=yaml.safe_dump_all(list(crds.ALL)))
+        _wait("the workload CRDs to be served",
+              lambda: _openapi_has(bins, admin_kcfg, kwok.simulated_group_versions()),
+              timeout, state_dir, state.pids, interval=0.3)
         start("kwok", _kwok_args(bins, state_dir))
         if run_emulator:
             start("wandb-emulator", [sys.executable, "-m", EMULATOR_MODULE, "--port", str(ports["wandb-emulator"]),

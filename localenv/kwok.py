@@ -13,6 +13,13 @@ steer that, so tests and the demo can keep a run going or fail it:
 
 Pods that are deleted go away as soon as kwok sees the deletion (there is no kubelet to wait
 for), which is what lets ``kubectl drain`` and evictions complete.
+
+There is no Kubeflow training operator and no Volcano controller here. A PyTorchJob or a
+Volcano Job that carries one of the two annotations above gets the status its operator would
+write: running at once, then succeeded or failed after the delay (Kubeflow conditions
+``Created``/``Running``/``Succeeded``/``Failed``; Volcano ``status.state.phase``). Without the
+annotations kwok leaves them alone, so a test can write their status itself. No pods are made
+for them.
 """
 
 from __future__ import annotations
@@ -189,9 +196,10 @@ containerStatuses:
 """
 
 
-def _stage(name: str, kind: str, selector: list[dict], next_: Mapping, delay: Mapping | None = None) -> dict:
+def _stage(name: str, kind: str, selector: list[dict], next_: Mapping, delay: Mapping | None = None,
+           api_group: str = "v1") -> dict:
     spec: dict = {
-        "resourceRef": {"apiGroup": "v1", "kind": kind},
+        "resourceRef": {"apiGroup": api_group, "kind": kind},
         "selector": {"matchExpressions": selector},
         "next": dict(next_),
     }
@@ -201,7 +209,7 @@ def _stage(name: str, kind: str, selector: list[dict], next_: Mapping, delay: Ma
 
 
 def stages() -> list[dict]:
-    """Stage objects for nodes (initialize, heartbeat) and pods (run, finish, delete)."""
+    """Stage objects for nodes (initialize, heartbeat), pods (run, finish, delete) and workload CRs."""
     run_delay = {
         "durationMilliseconds": DEFAULT_RUN_MILLISECONDS,
         "durationFrom": {"expressionFrom": _RUN_DELAY},
@@ -250,7 +258,76 @@ def stages() -> list[dict]:
             ],
             {"delete": True},
         ),
+        *workload_stages(run_delay),
     ]
+
+
+# Workload kinds whose operator kwok plays: (group/version, kind).
+KUBEFLOW_KINDS = (("kubeflow.org/v1", "PyTorchJob"),)
+VOLCANO_KINDS = (("batch.volcano.sh/v1alpha1", "Job"),)
+
+_SIMULATED = [
+    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+    {"key": f"({_annotation(RUN_SECONDS)} != null) or ({_annotation(OUTCOME)} != null)",
+     "operator": "In", "values": ["true"]},
+]
+
+
+def _kubeflow_status(*true_types: str) -> str:
+    lines = ["{{ $now := Now }}", "conditions:"]
+    for ctype in ("Created", "Running", "Succeeded", "Failed"):
+        if ctype == "Running" or ctype in true_types:
+            status = "True" if ctype in true_types else "False"
+            lines += [f"- type: {ctype}", f'  status: "{status}"', f"  reason: Job{ctype}",
+                      "  lastTransitionTime: {{ $now | Quote }}"]
+    if "Succeeded" in true_types or "Failed" in true_types:
+        lines.append("completionTime: {{ $now | Quote }}")
+    return "\n".join(lines) + "\n"
+
+
+def _volcano_status(phase: str) -> str:
+    return "{{ $now := Now }}\nstate:\n  phase: " + phase + "\n  lastTransitionTime: {{ $now | Quote }}\n"
+
+
+def workload_stages(run_delay: Mapping) -> list[dict]:
+    """Stages standing in for the Kubeflow and Volcano operators on annotated custom resources."""
+    out: list[dict] = []
+    for group_version, kind in KUBEFLOW_KINDS:
+        name = f"localenv-{kind.lower()}"
+        running = '.status.conditions.[] | select( .type == "Running" ) | .status'
+        out += [
+            _stage(f"{name}-running", kind, [*_SIMULATED, {"key": ".status.conditions", "operator": "DoesNotExist"}],
+                   {"statusTemplate": _kubeflow_status("Created", "Running")}, api_group=group_version),
+            _stage(f"{name}-succeed", kind,
+                   [*_SIMULATED, {"key": running, "operator": "In", "values": ["True"]},
+                    {"key": _annotation(OUTCOME), "operator": "NotIn", "values": ["fail", "keep-running"]}],
+                   {"statusTemplate": _kubeflow_status("Created", "Succeeded")}, run_delay, api_group=group_version),
+            _stage(f"{name}-fail", kind,
+                   [*_SIMULATED, {"key": running, "operator": "In", "values": ["True"]},
+                    {"key": _annotation(OUTCOME), "operator": "In", "values": ["fail"]}],
+                   {"statusTemplate": _kubeflow_status("Created", "Failed")}, run_delay, api_group=group_version),
+        ]
+    for group_version, kind in VOLCANO_KINDS:
+        name = "localenv-volcano-job"
+        phase = ".status.state.phase"
+        out += [
+            _stage(f"{name}-running", kind, [*_SIMULATED, {"key": phase, "operator": "DoesNotExist"}],
+                   {"statusTemplate": _volcano_status("Running")}, api_group=group_version),
+            _stage(f"{name}-complete", kind,
+                   [*_SIMULATED, {"key": phase, "operator": "In", "values": ["Running"]},
+                    {"key": _annotation(OUTCOME), "operator": "NotIn", "values": ["fail", "keep-running"]}],
+                   {"statusTemplate": _volcano_status("Completed")}, run_delay, api_group=group_version),
+            _stage(f"{name}-fail", kind,
+                   [*_SIMULATED, {"key": phase, "operator": "In", "values": ["Running"]},
+                    {"key": _annotation(OUTCOME), "operator": "In", "values": ["fail"]}],
+                   {"statusTemplate": _volcano_status("Failed")}, run_delay, api_group=group_version),
+        ]
+    return out
+
+
+def simulated_group_versions() -> list[str]:
+    """Group/versions kwok needs served (their CRDs installed) before it starts."""
+    return sorted({gv for gv, _ in (*KUBEFLOW_KINDS, *VOLCANO_KINDS)})
 
 
 def config_yaml() -> str:

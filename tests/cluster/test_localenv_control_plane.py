@@ -94,6 +94,42 @@ def test_jobs_finish_as_annotated(kube: Kube, namespace) -> None:
         assert _job_condition(kube, ns, name) is None
 
 
+def _cr(api_version: str, kind: str, name: str, annotations: dict[str, str] | None = None) -> dict:
+    return {"apiVersion": api_version, "kind": kind,
+            "metadata": {"name": name, "annotations": annotations or {}}, "spec": {}}
+
+
+def _true_conditions(obj: dict) -> set[str]:
+    return {c["type"] for c in (obj.get("status") or {}).get("conditions", []) if c.get("status") == "True"}
+
+
+def test_annotated_workload_custom_resources_get_their_operators_status(kube: Kube, namespace) -> None:
+    ns = namespace()
+    kube.apply([
+        _cr("kubeflow.org/v1", "PyTorchJob", "pt-ok", {kwok.RUN_SECONDS: "1"}),
+        _cr("kubeflow.org/v1", "PyTorchJob", "pt-fail", {kwok.OUTCOME: "fail"}),
+        _cr("kubeflow.org/v1", "PyTorchJob", "pt-long", {kwok.RUN_SECONDS: "3600"}),
+        _cr("kubeflow.org/v1", "PyTorchJob", "pt-plain"),
+        _cr("batch.volcano.sh/v1alpha1", "Job", "vc-ok", {kwok.RUN_SECONDS: "1"}),
+        _cr("batch.volcano.sh/v1alpha1", "Job", "vc-fail", {kwok.OUTCOME: "fail"}),
+    ], namespace=ns)
+
+    def pt(name: str) -> set[str]:
+        return _true_conditions(kube.get("pytorchjobs.kubeflow.org", name, namespace=ns))
+
+    def vc_phase(name: str) -> str | None:
+        status = kube.get("jobs.batch.volcano.sh", name, namespace=ns).get("status") or {}
+        return (status.get("state") or {}).get("phase")
+
+    kube.wait_for("PyTorchJob pt-ok to succeed", lambda: pt("pt-ok") == {"Created", "Succeeded"})
+    kube.wait_for("PyTorchJob pt-fail to fail", lambda: pt("pt-fail") == {"Created", "Failed"})
+    kube.wait_for("Volcano Job vc-ok to complete", lambda: vc_phase("vc-ok") == "Completed")
+    kube.wait_for("Volcano Job vc-fail to fail", lambda: vc_phase("vc-fail") == "Failed")
+    assert pt("pt-long") == {"Created", "Running"}
+    # Without the annotations the status is left to whoever plays the operator (a test).
+    assert kube.get("pytorchjobs.kubeflow.org", "pt-plain", namespace=ns).get("status") in (None, {})
+
+
 def test_finished_jobs_are_cleaned_up_by_ttl_and_garbage_collection(kube: Kube, namespace) -> None:
     ns = namespace()
     kube.apply(_job("short", ttl=0), namespace=ns)
