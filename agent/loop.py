@@ -377,6 +377,13 @@ class Agent:
                 rt = await self.kube.resolve(obj["apiVersion"], obj["kind"])
                 created_obj, created = await self.kube.create(obj)
                 created_any = created_any or (created and obj is workload)
+                owner_item = ((created_obj.get("metadata") or {}).get("annotations") or {}).get(ANN_ITEM_ID)
+                if not created and owner_item != item.item_id:
+                    # The name is taken by something this item did not create: never adopt it.
+                    raise KubeError(409, "AlreadyExists", f"{obj['kind']} {obj['metadata']['name']} already "
+                                    "exists and belongs to " + (f"run-queue item {owner_item}" if owner_item
+                                                                else "something else") +
+                                    "; give the queue config's metadata.name a ${run_id} macro")
             except KubeError as exc:
                 what = rt.key if rt is not None else f"{obj['kind']} ({obj['apiVersion']})"
                 msg = f"{exc.status}: cannot create {what} {obj['metadata']['name']} in {ns}: {exc.message}"

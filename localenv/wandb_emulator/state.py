@@ -175,6 +175,18 @@ class EmulatorState:
         self.agents: dict[str, Agent] = {}
         self.runs: dict[tuple[str, str, str], Run] = {}
         self.files: dict[str, bytes] = {}
+        # Indexes, so that pops and claim expiry do not scan every item ever pushed.
+        self._pending: dict[str, dict[str, None]] = {}
+        self._claimed: dict[str, None] = {}
+
+    def _reindex(self) -> None:
+        self._pending = {}
+        self._claimed = {}
+        for item in sorted(self.items.values(), key=lambda i: i.seq):
+            if item.state == "PENDING":
+                self._pending.setdefault(item.queue_id, {})[item.id] = None
+            elif item.state == "CLAIMED":
+                self._claimed[item.id] = None
 
     def _next(self, kind: str) -> str:
         self._counter += 1
@@ -226,6 +238,7 @@ class EmulatorState:
         self.agents = {a["id"]: Agent(**a) for a in doc["agents"]}
         self.runs = {(r["entity"], r["project"], r["name"]): Run(**r) for r in doc["runs"]}
         self.files = {name: base64.b64decode(data) for name, data in doc["files"].items()}
+        self._reindex()
 
     def reset(self) -> None:
         """Forget everything except the API keys and their users' entities."""
@@ -399,6 +412,7 @@ class EmulatorState:
                 del self.queues[qid]
                 for item_id in [i.id for i in self.items.values() if i.queue_id == qid]:
                     del self.items[item_id]
+            self._reindex()
             self._save()
             return True
 
@@ -406,12 +420,18 @@ class EmulatorState:
 
     def _expire_claims(self) -> None:
         deadline = self.now() - self.claim_timeout
-        for item in self.items.values():
-            if item.state == "CLAIMED" and item.claimed_at is not None and item.claimed_at <= deadline:
+        for item_id in list(self._claimed):
+            item = self.items.get(item_id)
+            if item is None or item.state != "CLAIMED":
+                del self._claimed[item_id]
+            elif item.claimed_at is not None and item.claimed_at <= deadline:
+                del self._claimed[item_id]
                 item.state = "PENDING"
                 item.claimed_by_user = None
                 item.claimed_by_agent = None
                 item.claimed_at = None
+                pending = self._pending.setdefault(item.queue_id, {})
+                pending[item.id] = None
 
     def push(
         self,
@@ -445,6 +465,7 @@ class EmulatorState:
                 created_at=self.now(),
             )
             self.items[item.id] = item
+            self._pending.setdefault(queue.id, {})[item.id] = None
             self._save()
             return item
 
@@ -453,13 +474,15 @@ class EmulatorState:
             if agent_id is not None and agent_id not in self.agents:
                 raise StateError(f"launch agent {agent_id} not found")
             self._expire_claims()
-            pending = [i for i in self.items.values() if i.queue_id == queue.id and i.state == "PENDING"]
+            pending = [self.items[i] for i in self._pending.get(queue.id, {})]
             if not pending:
                 return None
             if queue.prioritization_mode == "V0":
                 item = min(pending, key=lambda i: (i.priority, i.seq))
             else:
                 item = min(pending, key=lambda i: i.seq)
+            del self._pending[queue.id][item.id]
+            self._claimed[item.id] = None
             item.state = "CLAIMED"
             item.claimed_by_user = user.username
             item.claimed_by_agent = agent_id
@@ -526,6 +549,8 @@ class EmulatorState:
             if item is None or item.queue_id != queue_id:
                 return False
             del self.items[item_id]
+            self._pending.get(queue_id, {}).pop(item_id, None)
+            self._claimed.pop(item_id, None)
             self._save()
             return True
 

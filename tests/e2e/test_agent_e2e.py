@@ -443,6 +443,22 @@ def test_unschedulable_run_warns_once_then_times_out(site):
     assert agent.terminate() == 0
 
 
+def test_a_name_taken_by_another_item_is_never_adopted(site):
+    q = f"fixed-{site.release}"
+    site.emu.queue(q, {"metadata": {"name": "always-the-same", "namespace": site.jobs_ns}, "spec": {"template": {
+        "metadata": {"annotations": {"localenv.launch-agent.dev/outcome": "keep-running"}}}}})
+    first = site.emu.push(q, run_spec(f"f1-{site.release}"))
+    second = site.emu.push(q, run_spec(f"f2-{site.release}"))
+    agent = site.agent([q])
+    wait_for("second refused", lambda: site.emu.item(second)["state"] == "FAILED")
+    msg = site.emu.item(second)["error"]["message"]
+    assert "409" in msg and "always-the-same" in msg and first in msg
+    assert site.emu.item(first)["state"] == "LEASED"
+    (job,) = site.jobs(f"{LABEL_AGENT}={site.release}")
+    assert job["metadata"]["labels"][LABEL_RUN_ID] == f"f1-{site.release}"
+    assert agent.terminate() == 0
+
+
 def test_quota_that_blocks_pods_is_reported(site):
     site.kube.apply({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods"},
                      "spec": {"hard": {"pods": "0"}}}, namespace=site.jobs_ns)

@@ -193,3 +193,20 @@ def test_reset_keeps_keys_and_their_entities() -> None:
     assert state.queues == {}
     assert state.user_for_key("local-" + "a" * 40) == alice
     assert state.get_project("acme", LAUNCH_PROJECT) is not None
+
+
+def test_deleted_items_are_never_popped_and_claims_expire_after_a_reload(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "state.json"
+    state, alice, _ = make_state(clock, state_file=path, claim_timeout=10)
+    queue = state.create_queue("acme", LAUNCH_PROJECT, "q")
+    gone = state.push(queue, spec(1))
+    claimed = state.push(queue, spec(2))
+    assert state.delete_item(queue.id, gone.id)
+    assert state.pop(queue, alice, None).id == claimed.id  # type: ignore[union-attr]
+    again = EmulatorState(state_file=path, clock=clock, claim_timeout=10)
+    queue2 = again.find_queue("acme", LAUNCH_PROJECT, "q")
+    assert queue2 is not None and again.pop(queue2, alice, None) is None
+    clock.now += 11
+    returned = again.pop(queue2, alice, None)
+    assert returned is not None and returned.id == claimed.id

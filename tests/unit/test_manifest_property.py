@@ -56,7 +56,7 @@ spec_keys = st.sampled_from(["entity", "project", "run_id", "name", "author", "d
                              "resource_args", "additional_services", "sweep_id", "_resume_count", "job", "uri"])
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(extra=st.dictionaries(spec_keys, values, max_size=6))
 def test_any_run_spec_is_refused_or_built(extra):
     spec = {"entity": "e", "project": "p", "run_id": "r", "docker": {"docker_image": "img:1"}, **extra}
