@@ -218,6 +218,7 @@ def follow(client: EmulatorClient, kubectl: Kubectl, runs: list[Tracked], agent:
         objs = workloads(kubectl)
         for run in runs:
             item = client.item(run.item_id)
+            run.run_id = run.run_id or str(item.get("associated_run_id") or "")
             if item["state"] != run.item_state:
                 run.item_state = item["state"]
                 extra = f" ({item['error']['stage']}: {item['error']['message']})" if item.get("error") else ""
@@ -279,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state-dir", type=Path, default=cluster.default_state_dir().parent / "demo",
                         help="state directory of the demo's local environment")
+    parser.add_argument("--teardown", action="store_true",
+                        help="stop the local environment at the end instead of leaving it to look around")
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.expanduser().resolve()
     t0 = time.monotonic()
@@ -336,16 +339,15 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for queue, name, seconds, outcome in RUNS:
             pushed = client.push(ENTITY, queue, run_spec(queue, name, seconds, outcome))
-            item_id = pushed.get("runQueueItemId") or pushed.get("id")
-            spec = pushed.get("runSpec") or {}
-            runs.append(Tracked(queue, name, str(item_id), str(spec.get("run_id") or "")))
-        for run in runs:
-            if not run.run_id:
-                run.run_id = str(client.item(run.item_id).get("run_spec", {}).get("run_id", ""))
+            runs.append(Tracked(queue, name, str(pushed["id"]), ""))
         follow(client, kubectl, runs, agent, log_path)
 
         step(6, "done")
         say(table(runs))
+        if args.teardown:
+            cluster.down(state_dir)
+            say(f"\nfinished in {time.monotonic() - t0:.0f} s; the local environment is stopped.")
+            return 0
         say(f"\nfinished in {time.monotonic() - t0:.0f} s. Look around:\n"
             f"  export KUBECONFIG={kcfg}\n"
             f"  {bin_dir}/kubectl get jobs,pytorchjobs -A -l wandb.ai/run-id\n"

@@ -459,6 +459,28 @@ def test_a_name_taken_by_another_item_is_never_adopted(site):
     assert agent.terminate() == 0
 
 
+def test_pods_pass_the_api_servers_pod_security_admission(site):
+    """The real PodSecurity admission judges the pods: restricted namespace, restricted agent."""
+    site.kube.kubectl("label", "namespace", site.jobs_ns, "pod-security.kubernetes.io/enforce=restricted",
+                      "--overwrite")
+    q = job_queue(site, "psa", annotations={"localenv.launch-agent.dev/run-seconds": "1"})
+    bad_q = f"psa-root-{site.release}"
+    site.emu.queue(bad_q, {"metadata": {"namespace": site.jobs_ns}, "spec": {"template": {"spec": {
+        "securityContext": {"runAsUser": 0}, "containers": [{}]}}}})
+    ok = site.emu.push(q, run_spec(f"psa-{site.release}"))
+    refused = site.emu.push(bad_q, run_spec(f"psa-root-{site.release}"))
+    agent = site.agent([q, bad_q], env={"LAUNCH_AGENT_SECURITY_LEVEL": "restricted"})
+    wait_for("Job complete under restricted PSA", lambda: condition(job_of(site, f"psa-{site.release}"),
+                                                                    "Complete"))
+    pod_spec = job_of(site, f"psa-{site.release}")["spec"]["template"]["spec"]
+    assert pod_spec["securityContext"]["runAsNonRoot"] is True
+    wait_for("root refused before creation", lambda: site.emu.item(refused)["state"] == "FAILED")
+    assert "pod-security-restricted" in site.emu.item(refused)["error"]["message"]
+    assert job_of(site, f"psa-root-{site.release}") is None
+    assert site.emu.item(ok)["state"] == "LEASED"
+    assert agent.terminate() == 0
+
+
 def test_quota_that_blocks_pods_is_reported(site):
     site.kube.apply({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods"},
                      "spec": {"hard": {"pods": "0"}}}, namespace=site.jobs_ns)
