@@ -10,8 +10,10 @@ from localenv import kwok
 def test_config_is_stage_documents() -> None:
     docs = list(yaml.safe_load_all(kwok.config_yaml()))
     assert docs and all(d["kind"] == "Stage" and d["apiVersion"] == "kwok.x-k8s.io/v1alpha1" for d in docs)
-    kinds = {d["spec"]["resourceRef"]["kind"] for d in docs}
-    assert kinds == {"Node", "Pod"}
+    refs = {(d["spec"]["resourceRef"]["apiGroup"], d["spec"]["resourceRef"]["kind"]) for d in docs}
+    assert refs == {("v1", "Node"), ("v1", "Pod"), ("kubeflow.org/v1", "PyTorchJob"),
+                    ("batch.volcano.sh/v1alpha1", "Job")}
+    assert kwok.simulated_group_versions() == ["batch.volcano.sh/v1alpha1", "kubeflow.org/v1"]
     names = [d["metadata"]["name"] for d in docs]
     assert len(names) == len(set(names))
 
