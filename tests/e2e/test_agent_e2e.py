@@ -22,33 +22,13 @@ import httpx
 import pytest
 
 from agent.manifest import LABEL_AGENT, LABEL_RUN_ID, ManifestSettings, build_workload
+from localenv import crds as workload_crds
 from localenv.wandb_emulator import start_emulator
 
 pytestmark = pytest.mark.e2e
 
 ENTITY = "acme"
 TIMEOUT = 180.0
-
-PYTORCH_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "pytorchjobs.kubeflow.org"},
-    "spec": {"group": "kubeflow.org", "scope": "Namespaced",
-             "names": {"kind": "PyTorchJob", "plural": "pytorchjobs", "singular": "pytorchjob", "listKind":
-                       "PyTorchJobList"},
-             "versions": [{"name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
-                           "schema": {"openAPIV3Schema": {"type": "object",
-                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
-}
-VOLCANO_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "jobs.batch.volcano.sh"},
-    "spec": {"group": "batch.volcano.sh", "scope": "Namespaced",
-             "names": {"kind": "Job", "plural": "jobs", "singular": "job", "shortNames": ["vcjob"],
-                       "listKind": "JobList"},
-             "versions": [{"name": "v1alpha1", "served": True, "storage": True, "subresources": {"status": {}},
-                           "schema": {"openAPIV3Schema": {"type": "object",
-                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
-}
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT, interval: float = 0.5) -> Any:
@@ -93,7 +73,7 @@ def emu() -> Iterator[Emu]:
 
 @pytest.fixture(scope="module")
 def crds(kube) -> None:
-    kube.apply([PYTORCH_CRD, VOLCANO_CRD])
+    kube.apply(list(workload_crds.ALL))
     for name in ("pytorchjobs.kubeflow.org", "jobs.batch.volcano.sh"):
         kube.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=120s")
 
