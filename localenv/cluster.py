@@ -418,11 +418,13 @@ def up(
     with_emulator: bool = True,
     tie_to_parent: bool = False,
     timeout: float = 180.0,
+    apiserver_args: Sequence[str] = (),
 ) -> State:
     """Start a localenv in *state_dir*; return its recorded state once pods can run.
 
     Ports are chosen free but only bound by the components a moment later; if another
-    process takes one in between, the start is retried with new ports.
+    process takes one in between, the start is retried with new ports. *apiserver_args* are
+    appended to the API server's flags (e.g. a test that needs watches served from etcd).
     """
     if nodes < 1:
         raise LocalenvError(f"--nodes must be at least 1 (got {nodes})")
@@ -431,7 +433,7 @@ def up(
     for attempt in range(1, PORT_ATTEMPTS + 1):
         _prepare_dir(state_dir)
         try:
-            return _up_once(state_dir, nodes, bins, log, with_emulator, tie_to_parent, timeout)
+            return _up_once(state_dir, nodes, bins, log, with_emulator, tie_to_parent, timeout, apiserver_args)
         except LocalenvError as exc:
             if "address already in use" not in str(exc) or attempt == PORT_ATTEMPTS:
                 raise
@@ -440,7 +442,8 @@ def up(
 
 
 def _up_once(
-    state_dir: Path, nodes: int, bins: Path, log: Log, with_emulator: bool, tie_to_parent: bool, timeout: float
+    state_dir: Path, nodes: int, bins: Path, log: Log, with_emulator: bool, tie_to_parent: bool, timeout: float,
+    apiserver_args: Sequence[str] = (),
 ) -> State:
     t0 = time.monotonic()
     run_emulator = with_emulator and emulator_available()
@@ -473,7 +476,7 @@ def _up_once(
         start("etcd", _etcd_args(bins, state_dir, ports))
         _wait("etcd /health", lambda: _http_ok(f"http://127.0.0.1:{ports['etcd']}/health", expect="true"),
               30, state_dir, state.pids)
-        start("kube-apiserver", _apiserver_args(bins, state_dir, ports, p))
+        start("kube-apiserver", [*_apiserver_args(bins, state_dir, ports, p), *apiserver_args])
         ctx = _client_context(p)
         _wait("kube-apiserver /readyz", lambda: _http_ok(f"{server}/readyz", ctx), timeout, state_dir, state.pids)
         log(f"kube-apiserver ready at {server} ({time.monotonic() - t0:.1f} s)")
