@@ -24,6 +24,7 @@ import pytest
 from agent.manifest import LABEL_AGENT, LABEL_RUN_ID, ManifestSettings, build_workload
 from localenv import crds as workload_crds
 from localenv.wandb_emulator import start_emulator
+from localenv.wandb_emulator.client import EmulatorClient
 
 pytestmark = pytest.mark.e2e
 
@@ -42,24 +43,18 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT, inte
         time.sleep(interval)
 
 
-class Emu:
-    def __init__(self, url: str, key: str) -> None:
-        self.url, self.key = url, key
-        self.http = httpx.Client(base_url=url + "/_emulator", timeout=10)
+class Emu(EmulatorClient):
+    """The emulator's admin client, bound to this module's entity."""
 
-    def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        resp = self.http.request(method, path, json=body)
-        assert resp.status_code == 200, resp.text
-        return resp.json()
+    @property
+    def key(self) -> str:
+        return self.api_key
 
     def queue(self, name: str, config: dict[str, Any]) -> None:
-        self.admin("POST", "/queues", {"entity": ENTITY, "name": name, "config": config})
+        self.create_queue(ENTITY, name, config)
 
-    def push(self, queue: str, spec: dict[str, Any]) -> str:
-        return self.admin("POST", f"/queues/{ENTITY}/{queue}/items", {"runSpec": spec})["id"]
-
-    def item(self, item_id: str) -> dict[str, Any]:
-        return self.admin("GET", f"/items/{item_id}")
+    def enqueue(self, queue: str, spec: dict[str, Any]) -> str:
+        return str(self.push(ENTITY, queue, spec)["id"])
 
 
 @pytest.fixture(scope="module")
@@ -256,8 +251,8 @@ def condition(obj: dict[str, Any] | None, ctype: str) -> bool:
 def test_job_queue_runs_to_completion_and_failure_is_reported(site):
     ok_q = job_queue(site, "jobs", annotations={"localenv.launch-agent.dev/run-seconds": "2"})
     bad_q = job_queue(site, "bad", annotations={"localenv.launch-agent.dev/outcome": "fail"})
-    ok = [site.emu.push(ok_q, run_spec(f"ok{i}-{site.release}")) for i in range(2)]
-    bad = site.emu.push(bad_q, run_spec(f"bad-{site.release}"))
+    ok = [site.emu.enqueue(ok_q, run_spec(f"ok{i}-{site.release}")) for i in range(2)]
+    bad = site.emu.enqueue(bad_q, run_spec(f"bad-{site.release}"))
     agent = site.agent([ok_q, bad_q])
     wait_for("both Jobs complete", lambda: all(condition(job_of(site, f"ok{i}-{site.release}"), "Complete")
                                                  for i in range(2)))
@@ -302,9 +297,9 @@ def test_pytorchjob_and_volcano_queues(site):
         "metadata": {"namespace": site.jobs_ns},
         "spec": {"minAvailable": 1, "schedulerName": "volcano", "tasks": [{"name": "w", "replicas": 1,
                  "template": {"spec": {"restartPolicy": "Never", "containers": [{"image": "${image_uri}"}]}}}]}})
-    pt_ok = site.emu.push(pt_q, run_spec(f"pt1-{site.release}"))
-    pt_bad = site.emu.push(pt_q, run_spec(f"pt2-{site.release}"))
-    vc_ok = site.emu.push(vc_q, run_spec(f"vc1-{site.release}"))
+    pt_ok = site.emu.enqueue(pt_q, run_spec(f"pt1-{site.release}"))
+    pt_bad = site.emu.enqueue(pt_q, run_spec(f"pt2-{site.release}"))
+    vc_ok = site.emu.enqueue(vc_q, run_spec(f"vc1-{site.release}"))
     agent = site.agent([pt_q, vc_q])
 
     def cr(kind: str, run_id: str) -> dict[str, Any] | None:
@@ -353,7 +348,7 @@ def test_stop_request_deletes_the_workload_and_its_pods(site):
     run_id = f"stop-{site.release}"
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "tb-${run_id}"},
                "spec": {"ports": [{"port": 6006}], "selector": {LABEL_RUN_ID: "${run_id}"}}}
-    item = site.emu.push(q, run_spec(run_id, additional_services=[{"config": service}]))
+    item = site.emu.enqueue(q, run_spec(run_id, additional_services=[{"config": service}]))
     agent = site.agent([q], config=f"entity: {ENTITY}\nqueues: [{q}]\nstopped_run_timeout: 0\n")
     wait_for("pod running", lambda: any(p["status"].get("phase") == "Running" for p in site.kube.get(
         "pods", namespace=site.jobs_ns, selector=f"{LABEL_RUN_ID}={run_id}")))
@@ -361,7 +356,7 @@ def test_stop_request_deletes_the_workload_and_its_pods(site):
     assert svc["metadata"]["labels"][LABEL_RUN_ID] == run_id
     (owner,) = svc["metadata"]["ownerReferences"]
     assert owner["kind"] == "Job" and owner["uid"] == job_of(site, run_id)["metadata"]["uid"]
-    site.emu.admin("POST", f"/runs/{ENTITY}/proj/{run_id}", {"stopped": True})
+    site.emu.set_run(ENTITY, "proj", run_id, stopped=True)
     wait_for("Job deleted", lambda: job_of(site, run_id) is None)
     wait_for("its Service collected with it", lambda: not site.kube.get(
         "services", namespace=site.jobs_ns, selector=f"{LABEL_RUN_ID}={run_id}"))
@@ -378,8 +373,8 @@ def test_restart_mid_run_readopts_and_never_launches_twice(site):
     fail_q = job_queue(site, "restartfail", annotations={"localenv.launch-agent.dev/run-seconds": "8",
                                                          "localenv.launch-agent.dev/outcome": "fail"})
     long_run, ends_while_down = f"long-{site.release}", f"down-{site.release}"
-    site.emu.push(q, run_spec(long_run))
-    down_item = site.emu.push(fail_q, run_spec(ends_while_down))
+    site.emu.enqueue(q, run_spec(long_run))
+    down_item = site.emu.enqueue(fail_q, run_spec(ends_while_down))
     first = site.agent([q, fail_q])
     wait_for("both launched", lambda: job_of(site, long_run) and job_of(site, ends_while_down))
     assert first.terminate() == 0  # SIGTERM: exit 0, workloads keep running
@@ -389,7 +384,7 @@ def test_restart_mid_run_readopts_and_never_launches_twice(site):
 
     # An item popped again (its claim expired) whose Job already exists: 409 -> adopted, not duplicated.
     dup_run = f"dup-{site.release}"
-    dup_item = site.emu.push(q, run_spec(dup_run))
+    dup_item = site.emu.enqueue(q, run_spec(dup_run))
     objs = build_workload(run_spec(dup_run) | {"resource_args": {"kubernetes": {
         "metadata": {"namespace": site.jobs_ns}, "spec": {"template": {"metadata": {"annotations": {
             "localenv.launch-agent.dev/outcome": "keep-running"}}}}}}},
@@ -411,7 +406,7 @@ def test_restart_mid_run_readopts_and_never_launches_twice(site):
 
 def test_unschedulable_run_warns_once_then_times_out(site):
     q = job_queue(site, "pending", pod_spec={"nodeSelector": {"gpu": "h100-that-does-not-exist"}})
-    item = site.emu.push(q, run_spec(f"pend-{site.release}"))
+    item = site.emu.enqueue(q, run_spec(f"pend-{site.release}"))
     agent = site.agent([q], env={"WANDB_LAUNCH_START_TIMEOUT": "8"})
     wait_for("item failed by the start timeout", lambda: site.emu.item(item)["state"] == "FAILED")
     got = site.emu.item(item)
@@ -427,8 +422,8 @@ def test_a_name_taken_by_another_item_is_never_adopted(site):
     q = f"fixed-{site.release}"
     site.emu.queue(q, {"metadata": {"name": "always-the-same", "namespace": site.jobs_ns}, "spec": {"template": {
         "metadata": {"annotations": {"localenv.launch-agent.dev/outcome": "keep-running"}}}}})
-    first = site.emu.push(q, run_spec(f"f1-{site.release}"))
-    second = site.emu.push(q, run_spec(f"f2-{site.release}"))
+    first = site.emu.enqueue(q, run_spec(f"f1-{site.release}"))
+    second = site.emu.enqueue(q, run_spec(f"f2-{site.release}"))
     agent = site.agent([q])
     wait_for("second refused", lambda: site.emu.item(second)["state"] == "FAILED")
     msg = site.emu.item(second)["error"]["message"]
@@ -447,8 +442,8 @@ def test_pods_pass_the_api_servers_pod_security_admission(site):
     bad_q = f"psa-root-{site.release}"
     site.emu.queue(bad_q, {"metadata": {"namespace": site.jobs_ns}, "spec": {"template": {"spec": {
         "securityContext": {"runAsUser": 0}, "containers": [{}]}}}})
-    ok = site.emu.push(q, run_spec(f"psa-{site.release}"))
-    refused = site.emu.push(bad_q, run_spec(f"psa-root-{site.release}"))
+    ok = site.emu.enqueue(q, run_spec(f"psa-{site.release}"))
+    refused = site.emu.enqueue(bad_q, run_spec(f"psa-root-{site.release}"))
     agent = site.agent([q, bad_q], env={"LAUNCH_AGENT_SECURITY_LEVEL": "restricted"})
     wait_for("Job complete under restricted PSA", lambda: condition(job_of(site, f"psa-{site.release}"),
                                                                     "Complete"))
@@ -465,7 +460,7 @@ def test_quota_that_blocks_pods_is_reported(site):
     site.kube.apply({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods"},
                      "spec": {"hard": {"pods": "0"}}}, namespace=site.jobs_ns)
     q = job_queue(site, "quota")
-    item = site.emu.push(q, run_spec(f"quota-{site.release}"))
+    item = site.emu.enqueue(q, run_spec(f"quota-{site.release}"))
     agent = site.agent([q], env={"WANDB_LAUNCH_START_TIMEOUT": "20"})
     wait_for("quota warning", lambda: any("exceeded quota" in w["message"]
                                           for w in site.emu.item(item)["warnings"]))
@@ -478,14 +473,14 @@ def test_forbidden_namespace_and_missing_rbac_reach_the_user(site, namespace):
     other = namespace("noperm")
     q = f"other-{site.release}"
     site.emu.queue(q, {"metadata": {"namespace": other}})
-    refused = site.emu.push(q, run_spec(f"ns-{site.release}"))
+    refused = site.emu.enqueue(q, run_spec(f"ns-{site.release}"))
     # a JobSet is not served by this cluster at all
     js_q = f"jobset-{site.release}"
     site.emu.queue(js_q, {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
                           "metadata": {"namespace": site.jobs_ns},
                           "spec": {"replicatedJobs": [{"name": "w", "template": {"spec": {"template": {
                               "spec": {"containers": [{"image": "${image_uri}"}]}}}}}]}})
-    missing = site.emu.push(js_q, run_spec(f"js-{site.release}"))
+    missing = site.emu.enqueue(js_q, run_spec(f"js-{site.release}"))
     agent = site.agent([q, js_q], env={"LAUNCH_AGENT_TARGET_NAMESPACES": f"{site.jobs_ns},{other}"})
     wait_for("both failed", lambda: site.emu.item(refused)["state"] == "FAILED"
              and site.emu.item(missing)["state"] == "FAILED")
@@ -502,13 +497,13 @@ def test_two_replicas_one_leader(site):
     wait_for("a leads", lambda: "acquired lease" in a.text())
     b = site.agent([q], env=env)
     wait_for("b waits", lambda: "waiting for lease" in b.text())
-    first = site.emu.push(q, run_spec(f"ha1-{site.release}"))
+    first = site.emu.enqueue(q, run_spec(f"ha1-{site.release}"))
     wait_for("first run done", lambda: condition(job_of(site, f"ha1-{site.release}"), "Complete"))
     assert "acquired lease" not in b.text() and "registered as launch agent" not in b.text()
     assert httpx.get(f"http://127.0.0.1:{b.port}/readyz", timeout=5).status_code == 200
     a.kill()  # a crash: no release; b takes over once the lease expires
     wait_for("b leads", lambda: "acquired lease" in b.text() and "registered as launch agent" in b.text())
-    second = site.emu.push(q, run_spec(f"ha2-{site.release}"))
+    second = site.emu.enqueue(q, run_spec(f"ha2-{site.release}"))
     wait_for("second run done", lambda: condition(job_of(site, f"ha2-{site.release}"), "Complete"))
     assert site.emu.item(first)["state"] == "LEASED" and site.emu.item(second)["state"] == "LEASED"
     lease = site.kube.get("leases.coordination.k8s.io", f"la-{site.release}", namespace=site.agent_ns)
@@ -539,7 +534,7 @@ def test_agent_from_the_locked_runtime_set(site, locked_venv):
     python, app = locked_venv
     q = job_queue(site, "locked", annotations={"localenv.launch-agent.dev/run-seconds": "1"})
     run_id = f"lock-{site.release}"
-    item = site.emu.push(q, run_spec(run_id))
+    item = site.emu.enqueue(q, run_spec(run_id))
     agent = site.agent([q], python=python, pythonpath=app, env={"LAUNCH_AGENT_LOG_FORMAT": "json"})
     wait_for("Job complete", lambda: condition(job_of(site, run_id), "Complete"))
     wait_for("finished", lambda: agent.metric(
