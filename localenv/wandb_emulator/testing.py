@@ -51,6 +51,29 @@ class RunningEmulator:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class EntityAdmin(EmulatorClient):
+    """The admin client bound to one entity: the short calls agent tests make all the time."""
+
+    def __init__(self, url: str, api_key: str, entity: str, timeout: float = 30.0) -> None:
+        super().__init__(url, api_key, timeout)
+        self.entity = entity
+
+    @property
+    def key(self) -> str:
+        return self.api_key
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        """A raw admin call, *path* relative to ``/_emulator``."""
+        return self.call(method, "/_emulator" + path, body)
+
+    def queue(self, name: str, config: dict[str, Any] | None = None) -> None:
+        self.create_queue(self.entity, name, config)
+
+    def enqueue(self, queue: str, spec: dict[str, Any]) -> str:
+        """Push a run onto *queue*; the new item's id."""
+        return str(self.push(self.entity, queue, spec)["id"])
+
+
 def _start_thread(state_file: Path | None, claim_timeout: float, port: int, api_key: str | None) -> RunningEmulator:
     server, key = start_emulator(port=port, state_file=state_file, claim_timeout=claim_timeout, api_key=api_key)
     return RunningEmulator(server.url, key, EmulatorClient(server.url, key), server.stop, server.port)

@@ -24,7 +24,7 @@ import pytest
 from agent.manifest import LABEL_AGENT, LABEL_RUN_ID, ManifestSettings, build_workload
 from localenv import crds as workload_crds
 from localenv.wandb_emulator import start_emulator
-from localenv.wandb_emulator.client import EmulatorClient
+from localenv.wandb_emulator.testing import EntityAdmin as Emu
 
 pytestmark = pytest.mark.e2e
 
@@ -43,25 +43,11 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT, inte
         time.sleep(interval)
 
 
-class Emu(EmulatorClient):
-    """The emulator's admin client, bound to this module's entity."""
-
-    @property
-    def key(self) -> str:
-        return self.api_key
-
-    def queue(self, name: str, config: dict[str, Any]) -> None:
-        self.create_queue(ENTITY, name, config)
-
-    def enqueue(self, queue: str, spec: dict[str, Any]) -> str:
-        return str(self.push(ENTITY, queue, spec)["id"])
-
-
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emu]:
     server, key = start_emulator(entity=ENTITY, username=ENTITY)
     try:
-        yield Emu(server.url, key)
+        yield Emu(server.url, key, ENTITY)
     finally:
         server.stop()
 

@@ -8,7 +8,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import httpx2
 import pytest
 
@@ -19,35 +18,16 @@ from agent.kube import Kube
 from agent.loop import Agent, FatalError, derived_run_id
 from agent.metrics import Metrics
 from localenv.wandb_emulator import start_emulator
+from localenv.wandb_emulator.testing import EntityAdmin as Emu
 
 ENTITY = "acme"
-
-
-class Emu:
-    def __init__(self, url: str, key: str) -> None:
-        self.url, self.key = url, key
-        self.http = httpx.Client(base_url=url + "/_emulator", timeout=10)
-
-    def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        resp = self.http.request(method, path, json=body)
-        assert resp.status_code == 200, resp.text
-        return resp.json()
-
-    def queue(self, name: str, config: dict[str, Any] | None = None) -> None:
-        self.admin("POST", "/queues", {"entity": ENTITY, "name": name, "config": config or {}})
-
-    def push(self, queue: str, spec: dict[str, Any]) -> str:
-        return self.admin("POST", f"/queues/{ENTITY}/{queue}/items", {"runSpec": spec})["id"]
-
-    def item(self, item_id: str) -> dict[str, Any]:
-        return self.admin("GET", f"/items/{item_id}")
 
 
 @pytest.fixture
 def emu() -> Iterator[Emu]:
     server, key = start_emulator(entity=ENTITY, username=ENTITY)
     try:
-        yield Emu(server.url, key)
+        yield Emu(server.url, key, ENTITY)
     finally:
         server.stop()
 
@@ -80,7 +60,7 @@ SPEC = {"entity": ENTITY, "project": "proj", "docker": {"docker_image": "busybox
 
 def test_operations_round_trip(emu):
     emu.queue("q")
-    item_id = emu.push("q", {**SPEC, "run_id": "run1"})
+    item_id = emu.enqueue("q", {**SPEC, "run_id": "run1"})
 
     async def scenario() -> None:
         agent, client = make_agent(emu)
@@ -196,10 +176,10 @@ def run_agent_until(emu: Emu, done, limit: float = 60.0, **kw: Any) -> Agent:
 
 def test_refused_items_are_failed_with_an_actionable_message(emu):
     emu.queue("q", {"metadata": {"namespace": "ml-prod"}})
-    foreign = emu.push("q", SPEC)
+    foreign = emu.enqueue("q", SPEC)
     emu.queue("q2", {"spec": {"template": {"spec": {"hostNetwork": True, "containers": [{}]}}}})
-    hostnet = emu.push("q2", SPEC)
-    wrong_resource = emu.push("q2", {**SPEC, "resource": "sagemaker"})
+    hostnet = emu.enqueue("q2", SPEC)
+    wrong_resource = emu.enqueue("q2", {**SPEC, "resource": "sagemaker"})
 
     def done() -> bool:
         return all(emu.item(i)["state"] == "FAILED" for i in (foreign, hostnet, wrong_resource))
@@ -218,7 +198,7 @@ def test_a_failing_backend_never_kills_the_loop(emu):
     emu.admin("POST", "/faults", {"operation": "LaunchAgent", "kind": "status", "status": 500, "times": 4})
     emu.admin("POST", "/faults", {"operation": "popFromRunQueue", "kind": "status", "status": 502, "times": 6})
     emu.admin("POST", "/faults", {"operation": "updateLaunchAgent", "kind": "drop", "times": 3})
-    item_id = emu.push("q", SPEC)
+    item_id = emu.enqueue("q", SPEC)
     run_agent_until(emu, lambda: emu.item(item_id)["state"] == "FAILED")
     assert emu.item(item_id)["state"] == "FAILED"
 
