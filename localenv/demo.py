@@ -231,7 +231,7 @@ def follow(client: EmulatorClient, kubectl: Kubectl, runs: list[Tracked], agent:
                 if wstate != run.workload_state:
                     run.workload_state = wstate
                     note(run, f"{name.split('/')[0]} {wstate}")
-                    report_run(client, run, note)
+            report_run(client, run, note)
             if run.ended is None and run.item_state in ("FINISHED", "FAILED"):
                 run.ended = time.monotonic()
         if all(r.ended is not None for r in runs):
@@ -241,8 +241,14 @@ def follow(client: EmulatorClient, kubectl: Kubectl, runs: list[Tracked], agent:
 
 
 def report_run(client: EmulatorClient, run: Tracked, note: Callable[[Tracked, str], None]) -> None:
-    """Stand in for the run's own wandb client: running when pods run, then its final state."""
+    """Stand in for the run's own wandb client: running when pods run, then its final state.
+
+    A failed workload is the agent's to report first (it fails the queue item with the reason);
+    the run's own "failed" follows, as a crashed training script's would, so the outcome shown
+    does not depend on who is faster."""
     target = {"Running": "running", "Succeeded": "finished", "Failed": "failed"}.get(run.workload_state)
+    if target == "failed" and run.item_state not in ("FAILED", "FINISHED"):
+        return
     if target and target != run.run_state:
         if target != "running" and run.run_state == "":
             client.set_run(ENTITY, PROJECT, run.run_id, state="running")
