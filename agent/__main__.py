@@ -67,12 +67,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Logger) -> int:
-    from agent.backend import Backend
-    from agent.graphql import GraphQLClient
+    from agent.backend.operations import Backend
+    from agent.backend.transport import GraphQLClient
+    from agent.controller.agent import Agent, FatalError
     from agent.health import HealthServer
-    from agent.kube import Kube
-    from agent.leader import LeaderElector
-    from agent.loop import Agent, FatalError
+    from agent.kube.client import Kube
+    from agent.kube.lease import LeaderElector
     from agent.metrics import Metrics
 
     metrics = Metrics()
@@ -125,7 +125,7 @@ async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Lo
         log.error("%s", exc)
         code = EXIT_BAD_INPUT
     except Exception as exc:
-        from agent.graphql import BackendError
+        from agent.backend.transport import BackendError
         if isinstance(exc, BackendError):
             if exc.status in (401, 403):
                 log.error("cannot start: W&B rejected the API key (HTTP %s); check WANDB_API_KEY and "

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from agent.kube import JOBS, Kube, ResourceType, WatchExpired
-from agent.monitor import Monitor
+from agent.kube.client import JOBS, Kube, ResourceType, WatchExpired
+from agent.kube.watch import Monitor
 from localenv import cluster, tools
 
 pytestmark = pytest.mark.cluster

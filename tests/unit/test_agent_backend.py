@@ -11,11 +11,11 @@ from typing import Any
 import httpx2
 import pytest
 
-from agent.backend import Backend
+from agent.backend.operations import Backend
+from agent.backend.transport import BackendError, GraphQLClient
 from agent.config import AgentSettings
-from agent.graphql import BackendError, GraphQLClient
-from agent.kube import Kube
-from agent.loop import Agent, FatalError, derived_run_id
+from agent.controller.agent import Agent, FatalError, derived_run_id
+from agent.kube.client import Kube
 from agent.metrics import Metrics
 from localenv.wandb_emulator import start_emulator
 from localenv.wandb_emulator.testing import EntityAdmin as Emu

@@ -59,7 +59,7 @@ def test_lock_is_complete_and_consistent(image_root):
 
 
 def test_agent_runs_from_the_locked_set(image_root):
-    modules = "agent.__main__, agent.loop, agent.kube, agent.monitor, agent.leader, agent.health, agent.config"
+    modules = "agent.__main__, agent.controller.agent, agent.kube.client, agent.kube.watch, agent.kube.lease, agent.health, agent.config"
     proc = run_in_image(image_root, "-c", f"import {modules}; import sys; "
                         "assert 'wandb' not in sys.modules and 'kubernetes' not in sys.modules")
     assert proc.returncode == 0, proc.stderr

@@ -1,10 +1,18 @@
-"""agent.monitor: workload state from Job conditions and custom-resource conventions, pod warnings."""
+"""agent.controller.status: workload state from Job conditions and custom-resource conventions, pod warnings."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent.monitor import FAILED, FINISHED, RUNNING, STARTING, pod_running, pod_warnings, workload_status
+from agent.controller.status import (
+    FAILED,
+    FINISHED,
+    RUNNING,
+    STARTING,
+    pod_running,
+    pod_warnings,
+    workload_status,
+)
 
 
 def job(conditions=(), **status):
@@ -78,7 +86,7 @@ def test_pod_warnings():
 
 
 def test_event_warnings():
-    from agent.monitor import event_warnings
+    from agent.controller.status import event_warnings
 
     events = [
         {"type": "Warning", "reason": "FailedCreate", "message": 'pods "x" is forbidden: exceeded quota: q',

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from graphql import parse
 
-from agent.backend import ALL_OPERATIONS, Backend
-from agent.graphql import GraphQLClient
+from agent.backend.operations import ALL_OPERATIONS, Backend
+from agent.backend.transport import GraphQLClient
 from localenv.wandb_emulator import start_emulator
 from localenv.wandb_emulator.operations import describe
 

@@ -19,10 +19,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.backend import Backend, PoppedItem
+from agent.backend.operations import Backend, PoppedItem
+from agent.backend.transport import BackendError
 from agent.config import AgentSettings
-from agent.graphql import BackendError
-from agent.kube import EVENTS, JOBS, PODS, Kube, KubeError, ResourceType
+from agent.controller.status import (
+    FAILED,
+    FINISHED,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    TERMINAL,
+    event_warnings,
+    pod_running,
+    pod_warnings,
+    workload_status,
+)
+from agent.kube.client import EVENTS, JOBS, PODS, Kube, KubeError, ResourceType
+from agent.kube.watch import Monitor
 from agent.manifest import (
     ANN_ENTITY,
     ANN_ITEM_ID,
@@ -36,19 +49,6 @@ from agent.manifest import (
     selector,
 )
 from agent.metrics import Metrics
-from agent.monitor import (
-    FAILED,
-    FINISHED,
-    RUNNING,
-    STARTING,
-    STOPPED,
-    TERMINAL,
-    Monitor,
-    event_warnings,
-    pod_running,
-    pod_warnings,
-    workload_status,
-)
 
 SCHEDULER_URI = "placeholder-uri-scheduler"
 STOP_CHECK_INTERVAL = 10.0

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from agent.graphql import BackendError, GraphQLClient
+from agent.backend.transport import BackendError, GraphQLClient
 
 LAUNCH_PROJECT = "model-registry"
 

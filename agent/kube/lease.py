@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from agent.kube import LEASES, Kube
+from agent.kube.client import LEASES, Kube
 
 
 def _now() -> dt.datetime:

@@ -1,0 +1,1 @@
+"""The controller: the agent loop (pop -> create -> ack, reconcile objects -> W&B) and workload status."""

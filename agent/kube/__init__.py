@@ -1,0 +1,1 @@
+"""The Kubernetes side: the API client, watch streams, the leader-election Lease."""

@@ -1,0 +1,258 @@
+"""build_workload: a popped run spec (queue config merged with the run's own arguments) -> the
+Kubernetes objects to create, in creation order, the workload last."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from agent.manifest.env import merge_env, run_env
+from agent.manifest.errors import ManifestError
+from agent.manifest.macros import RunInfo, expand_macros, kubernetes_args, run_info
+from agent.manifest.names import (
+    ANN_ENTITY,
+    ANN_ITEM_ID,
+    ANN_PROJECT,
+    ANN_QUEUE,
+    ANN_RUN_ID,
+    ANN_RUN_NAME,
+    LABEL_ITEM,
+    LABEL_MONITOR,
+    LABEL_QUEUE,
+    LABEL_ROLE,
+    LABEL_RUN_ID,
+    dns_name,
+    identity_labels,
+    item_label,
+    label_value,
+    workload_name,
+)
+from agent.manifest.podpolicy import (
+    apply_security_defaults,
+    check_annotations,
+    check_meta,
+    check_pod_spec,
+    check_shape,
+    containers_of,
+    expect,
+    pod_templates,
+)
+from agent.manifest.settings import SECURITY_LEVELS, ManifestSettings
+
+JOB_API_VERSIONS = ("batch/v1", "batch/v1beta1")
+
+# Keys a queue config may carry at the top level of resource_args.kubernetes that are agent
+# directives, not part of the object sent to the API server.
+_DIRECTIVE_KEYS = ("namespace", "wait_for_ready", "wait_timeout", "configFile", "context", "builder",
+                   "group", "version")
+
+
+def _str_list(value: Any, what: str) -> list[str] | None:
+    if value in (None, [], ""):
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
+        raise ManifestError("overrides", f"{what} must be a list of strings")
+    return [str(v) for v in value]
+
+
+def resolve_namespace(config: Mapping[str, Any], settings: ManifestSettings) -> str:
+    meta = config.get("metadata") or {}
+    namespace = (meta.get("namespace") if isinstance(meta, Mapping) else None) or config.get("namespace")
+    namespace = str(namespace) if namespace else settings.agent_namespace
+    targets = settings.targets()
+    if namespace not in targets:
+        raise ManifestError("namespace", f"namespace {namespace} is not a target of this agent "
+                                         f"(targets: {', '.join(targets)})")
+    return namespace
+
+
+def _label_set(run: RunInfo, item_id: str, queue: str, settings: ManifestSettings,
+               role: str) -> dict[str, str]:
+    labels = {str(k): label_value(v) for k, v in settings.extra_labels.items()}
+    labels.update(identity_labels(settings))
+    labels.update({
+        LABEL_MONITOR: "true",
+        LABEL_RUN_ID: label_value(run.run_id),
+        LABEL_QUEUE: label_value(queue),
+        LABEL_ITEM: item_label(item_id),
+        LABEL_ROLE: role,
+    })
+    return labels
+
+
+def _annotation_set(run: RunInfo, item_id: str, queue: str) -> dict[str, str]:
+    ann = {ANN_ITEM_ID: item_id, ANN_RUN_ID: run.run_id, ANN_QUEUE: queue,
+           ANN_ENTITY: run.entity, ANN_PROJECT: run.project}
+    if run.run_name:
+        ann[ANN_RUN_NAME] = run.run_name
+    return ann
+
+
+def _sanitize_user_labels(meta: dict[str, Any]) -> None:
+    labels = meta.get("labels")
+    if isinstance(labels, dict):
+        meta["labels"] = {str(k): label_value(v) for k, v in labels.items()}
+
+
+def _stamp(obj: dict[str, Any], labels: Mapping[str, str], annotations: Mapping[str, str]) -> None:
+    meta = obj.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise ManifestError("metadata", "metadata must be an object")
+    _sanitize_user_labels(meta)
+    meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    meta["annotations"] = {**{str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
+                           **annotations}
+
+
+def _prepare_pods(obj: dict[str, Any], *, env: list[dict[str, Any]], pod_labels: Mapping[str, str],
+                  settings: ManifestSettings, where: str, set_image: str | None, image_forced: bool,
+                  args: list[str] | None, command: list[str] | None, job_defaults: bool) -> None:
+    templates = list(pod_templates(obj))
+    if not templates:
+        raise ManifestError("containers", f"{where} has no pod template with containers")
+    for tmpl in templates:
+        tmeta = tmpl.setdefault("metadata", {})
+        check_annotations(tmeta, settings, where)
+        _sanitize_user_labels(tmeta)
+        tmeta["labels"] = {**(tmeta.get("labels") or {}), **pod_labels}
+        pod_spec = tmpl["spec"]
+        containers = pod_spec["containers"]
+        if not containers:
+            containers.append({})
+        if job_defaults:
+            pod_spec.setdefault("restartPolicy", "Never")
+        for i, c in enumerate(containers):
+            if not isinstance(c, dict):
+                raise ManifestError("containers", f"{where}: containers[{i}] is not an object")
+            c.setdefault("name", f"launch{i}")
+        main = containers[0]
+        if set_image and (image_forced or not any(c.get("image") for c in containers)):
+            main["image"] = set_image
+        if args is not None:
+            main["args"] = args
+        if command is not None:
+            main["command"] = command
+        for i, c in enumerate(containers):
+            if not c.get("image"):
+                raise ManifestError("image", f"{where}: container {c.get('name', i)!r} has no image "
+                                             "(use ${image_uri} or set docker_image on the run)")
+        for _, c in containers_of(pod_spec):
+            merge_env(c, env)
+        check_pod_spec(pod_spec, settings, where)
+        apply_security_defaults(pod_spec, settings)
+
+
+def _user_name(meta: Mapping[str, Any]) -> str | None:
+    name = meta.get("name")
+    return dns_name(str(name)) if name else None
+
+
+def build_workload(run_spec: Mapping[str, Any], *, item_id: str, queue: str,
+                   settings: ManifestSettings) -> list[dict[str, Any]]:
+    """The objects to create for one run-queue item, in creation order; the workload is last.
+
+    Raises ManifestError (rule, message) for anything the agent refuses.
+    """
+    if settings.security_level not in SECURITY_LEVELS:
+        raise ManifestError("security-level", f"security level {settings.security_level!r} is not one of "
+                                              f"{', '.join(SECURITY_LEVELS)}")
+    run = run_info(run_spec)
+    overrides = run_spec.get("overrides") or {}
+    if not isinstance(overrides, Mapping):
+        raise ManifestError("overrides", "overrides must be an object")
+    args = _str_list(overrides.get("args"), "overrides.args")
+    command = _str_list(overrides.get("entry_point"), "overrides.entry_point")
+    if settings.secure_mode and command:
+        raise ManifestError("secure-mode", "overrides.entry_point is not allowed with secure_mode")
+    macros = run.macros()
+    config = expand_macros(kubernetes_args(run_spec), macros)
+    namespace = resolve_namespace(config, settings)
+    for key in _DIRECTIVE_KEYS:
+        config.pop(key, None)
+
+    check_meta(config.get("metadata"), "resource_args.kubernetes")
+    expect(config.get("spec"), dict, "resource_args.kubernetes.spec")
+    check_shape(config, "resource_args.kubernetes")
+    api_version = str(config.get("apiVersion") or "batch/v1")
+    is_job = api_version in JOB_API_VERSIONS
+    kind = str(config.get("kind") or ("Job" if is_job else ""))
+    if not kind:
+        raise ManifestError("kind", f"a custom resource ({api_version}) needs a kind")
+    if is_job and kind != "Job":
+        raise ManifestError("kind", f"{api_version} objects launched by the agent must be Jobs, not {kind}")
+
+    env = run_env(run_spec, run, item_id=item_id, queue=queue, settings=settings)
+    annotations = _annotation_set(run, item_id, queue)
+    objs: list[dict[str, Any]] = []
+
+    services = run_spec.get("additional_services") or []
+    if not isinstance(services, list):
+        raise ManifestError("additional-services", "additional_services must be a list")
+    for i, service in enumerate(services):
+        aux = expand_macros(copy.deepcopy((service or {}).get("config") if isinstance(service, Mapping)
+                                          else None), macros)
+        if not isinstance(aux, dict) or not aux.get("kind") or not aux.get("apiVersion"):
+            raise ManifestError("additional-services",
+                                f"additional_services[{i}].config needs apiVersion and kind")
+        check_meta(aux.get("metadata"), f"additional_services[{i}]")
+        check_shape(aux, f"additional_services[{i}]")
+        ameta = aux.setdefault("metadata", {})
+        ans = ameta.get("namespace") or namespace
+        if ans != namespace:
+            raise ManifestError("namespace", f"additional_services[{i}] must be in the run's namespace "
+                                             f"{namespace}, not {ans}")
+        ameta["namespace"] = namespace
+        ameta["name"] = _user_name(ameta) or dns_name(f"{run.project}-{run.run_id}-aux{i}", salt=item_id)
+        _stamp(aux, _label_set(run, item_id, queue, settings, "auxiliary"), annotations)
+        where = f"additional_services[{i}] {aux['kind']}"
+        pod_labels = _label_set(run, item_id, queue, settings, "pod")
+        for tmpl in pod_templates(aux):
+            check_annotations(tmpl.get("metadata") or {}, settings, where)
+            tmpl.setdefault("metadata", {})["labels"] = {**(tmpl["metadata"].get("labels") or {}),
+                                                         **pod_labels}
+            for _, c in containers_of(tmpl["spec"]):
+                merge_env(c, [e for e in env if e["name"].startswith("WANDB_CONFIG")] + env[:2])
+            check_pod_spec(tmpl["spec"], settings, where)
+            apply_security_defaults(tmpl["spec"], settings)
+        objs.append(aux)
+
+    obj: dict[str, Any] = {"apiVersion": api_version, "kind": kind}
+    obj.update(config)
+    obj["apiVersion"], obj["kind"] = api_version, kind
+    meta = obj.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise ManifestError("metadata", "metadata must be an object")
+    meta.pop("generateName", None)
+    meta["name"] = _user_name(meta) or workload_name(run, item_id)
+    meta["namespace"] = namespace
+    check_annotations(meta, settings, kind)
+    _stamp(obj, _label_set(run, item_id, queue, settings, "workload"), annotations)
+    spec = obj.get("spec")
+    if spec is None:
+        spec = obj["spec"] = {}
+    if not isinstance(spec, dict):
+        raise ManifestError("spec", "spec must be an object")
+    if is_job:
+        spec.setdefault("backoffLimit", 0)
+        spec.setdefault("ttlSecondsAfterFinished", 60)
+        template = spec.setdefault("template", {})
+        if not isinstance(template, dict):
+            raise ManifestError("spec", "spec.template must be an object")
+        tspec = template.setdefault("spec", {})
+        if not isinstance(tspec, dict):
+            raise ManifestError("spec", "spec.template.spec must be an object")
+        tspec.setdefault("containers", [])
+        if not isinstance(tspec["containers"], list):
+            raise ManifestError("containers", "spec.template.spec.containers must be a list")
+    _prepare_pods(obj, env=env, pod_labels=_label_set(run, item_id, queue, settings, "pod"),
+                  settings=settings, where=kind, set_image=run.image_uri or None,
+                  image_forced=bool(run.image_uri) and is_job, args=args, command=command,
+                  job_defaults=is_job)
+    objs.append(obj)
+    return objs
+
+
+def workload_of(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The main workload among build_workload's objects (the last one)."""
+    return objs[-1]
