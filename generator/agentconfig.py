@@ -10,9 +10,10 @@ from typing import Any
 from generator.problems import Problem
 from generator.yamlfile import Document
 
-ECR_RE = re.compile(r"^(?:https://)?[\w-]+\.dkr\.ecr\.(?P<region>[\w-]+)\.amazonaws\.com/")
-GAR_RE = re.compile(r"^(?:https://)?(?P<region>[\w-]+)-docker\.pkg\.dev/", re.IGNORECASE)
-ACR_RE = re.compile(r"^(?:https://)?\w+\.azurecr\.io/")
+# The registries the official agent recognises (wandb/sdk/launch/utils.py), repository part included.
+ECR_RE = re.compile(r"^(?:https://)?[\w-]+\.dkr\.ecr\.(?P<region>[\w-]+)\.amazonaws\.com/[./\w-]")
+GAR_RE = re.compile(r"^(?:https://)?(?P<region>[\w-]+)-docker\.pkg\.dev/[\w-]+/[\w-]+", re.IGNORECASE)
+ACR_RE = re.compile(r"^(?:https://)?\w+\.azurecr\.io/[\w-]")
 STORE_CLOUD = (("s3://", "aws", "an S3"), ("gs://", "gcp", "a GCS"), ("https://", "azure", "an Azure blob"))
 BUILDER_KEYS = ("type", "destination", "platform", "build-context-store", "build-job-name", "secret-name",
                 "secret-key", "kaniko-image", "kaniko-config", "accelerator")
@@ -93,9 +94,13 @@ def _uri_problems(doc: Document, path: tuple[str, ...], uri: str, declared: str 
         out.append(doc.problem(path, f"{uri!r} is not {REGISTRY_NAMES[declared]}, which "
                                      f"registry.type {declared} needs"))
         return out
-    if kind and facts.cloud and REGISTRY_CLOUD[kind] != facts.cloud:
-        out.append(doc.problem(path, f"{REGISTRY_TITLES[kind]} registries need environment.type "
-                                     f"{REGISTRY_CLOUD[kind]}, not {facts.cloud}"))
+    if kind is None:
+        out.append(doc.problem(path, f"{uri} is not an ECR, Artifact Registry or ACR repository; the agent "
+                                     "cannot check it, and pushing there needs credentials you provide").as_warning())
+        return out
+    if facts.cloud and REGISTRY_CLOUD[kind] != facts.cloud:
+        out.append(doc.problem(path, f"{REGISTRY_TITLES[kind]} registries are reached with {REGISTRY_CLOUD[kind]} "
+                                     f"credentials, but environment.type is {facts.cloud}").as_warning())
         return out
     region = None
     if kind == "ecr":
@@ -107,32 +112,51 @@ def _uri_problems(doc: Document, path: tuple[str, ...], uri: str, declared: str 
         region = location if any(c.isdigit() for c in location) else None  # multi-regions (us, europe) fit any
     if region and facts.region and region != facts.region:
         out.append(doc.problem(path, f"registry region {region} differs from environment.region "
-                                     f"{facts.region}"))
+                                     f"{facts.region}").as_warning())
     return out
 
 
-def _is_plain_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _as_int(value: Any) -> int | None:
+    """The integer the official agent makes of a schema-valid max_jobs / max_schedulers (int(value))."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def is_placeholder(name: Any) -> bool:
+    """A docs or chart placeholder such as `<queue-name>` or `<YOUR QUEUE NAME>`."""
+    return isinstance(name, str) and ("<" in name or ">" in name)
 
 
 def agent_problems(doc: Document, *, kaniko_pvc: bool = False) -> list[Problem]:
-    """Checks beyond the schema: things the official agent accepts but that fail at run time."""
+    """Checks beyond the schema: errors for configs every run of which would fail, warnings for
+    configs that work but probably not as meant (and where the official agent warns)."""
     data = doc.data
     facts = agent_facts(data)
     out: list[Problem] = []
-    for key in ("max_jobs", "max_schedulers"):
-        if key in data and data[key] is not None:
-            value = data[key]
-            if not _is_plain_int(value) or not (value >= 1 or value == -1):
-                out.append(doc.problem((key,), f"{value!r} is not allowed: write a positive integer, or -1 "
-                                               "for no limit"))
+    for i, name in enumerate(data.get("queues") or []):
+        if is_placeholder(name):
+            out.append(doc.problem(("queues", i), f"{name!r} is a placeholder; write the name of your launch "
+                                                  "queue"))
+    for key, what in (("max_jobs", "launches no run"), ("max_schedulers", "runs no sweep scheduler")):
+        if data.get(key) is not None and _as_int(data[key]) == 0:
+            out.append(doc.problem((key,), f"{data[key]!r} means 0: the agent {what}; -1 means no limit")
+                       .as_warning())
     env = _section(data, "environment")
+    if env and not facts.cloud:
+        out.append(doc.problem(("environment",), "environment needs a type (aws, gcp or azure); without one "
+                                                 "every run fails (the agent cannot create the environment)"))
     if facts.cloud in ("aws", "gcp") and not facts.region:
         out.append(doc.problem(("environment", "region"), f"environment.type {facts.cloud} needs a region"))
     builder = _section(data, "builder")
+    if builder and not _str(builder.get("type")):
+        out.append(doc.problem(("builder",), "builder needs a type (kaniko, noop or docker); without one every "
+                                             "run fails (the agent cannot create the builder)"))
     if facts.builder == "docker":
-        out.append(doc.problem(("builder", "type"), "the docker builder needs a docker daemon, which an agent "
-                                                    "in Kubernetes does not have; use kaniko or noop"))
+        out.append(doc.problem(("builder", "type"), "the docker builder needs a docker daemon, which an agent in "
+                                                    "Kubernetes does not have: runs of image jobs work, builds "
+                                                    "fail; use kaniko to build in the cluster").as_warning())
     if facts.builder == "kaniko":
         if not facts.context_store and not kaniko_pvc:
             hint = (" (build_context_store is ignored by the agent: the key is spelled build-context-store)"
@@ -147,9 +171,6 @@ def agent_problems(doc: Document, *, kaniko_pvc: bool = False) -> list[Problem]:
                                    "uploading a build context needs environment.type (aws, gcp or azure)"))
         if bool(facts.secret_name) != bool(facts.secret_key):
             out.append(doc.problem(("builder",), "secret-name and secret-key must be given together"))
-        if facts.secret_name and facts.push_registry not in ("ecr", "gcr"):
-            out.append(doc.problem(("builder", "secret-name"), "kaniko registry secrets work with ECR and "
-                                                               "Artifact Registry only"))
     if facts.context_store and facts.cloud:
         want, what = next((cloud, what) for prefix, cloud, what in STORE_CLOUD
                           if facts.context_store.startswith(prefix))
@@ -165,9 +186,10 @@ def agent_problems(doc: Document, *, kaniko_pvc: bool = False) -> list[Problem]:
         if key not in BUILDER_KEYS:
             close = difflib.get_close_matches(str(key).replace("_", "-"), BUILDER_KEYS, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]}?" if close else f"allowed: {', '.join(BUILDER_KEYS)}"
-            out.append(doc.problem(("builder", key), f"unknown key; the agent ignores it; {hint}", key=True))
+            out.append(doc.problem(("builder", key), f"unknown key; the agent ignores it; {hint}", key=True)
+                       .as_warning())
     for key in env:
         if key not in ("type", "region"):
-            out.append(doc.problem(("environment", key), "unknown key; the agent ignores it (allowed: type, "
-                                                         "region)", key=True))
+            out.append(doc.problem(("environment", key), "unknown key; the agent ignores it (it knows type and "
+                                                         "region)", key=True).as_warning())
     return out

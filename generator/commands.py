@@ -15,7 +15,7 @@ from generator.atomic import write_text
 from generator.cli import command_line
 from generator.kinds import detect
 from generator.output import render_new, render_update
-from generator.problems import InputError, Problem
+from generator.problems import InputError, Problem, split
 from generator.queues import queue_info
 from generator.validation import check
 from generator.values import Derived, ValuesOptions, derive, load_checked
@@ -50,6 +50,8 @@ def cmd_values(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, er
         if not parent.is_dir():
             raise InputError([Problem(target, f"the directory {parent} does not exist")])
     derived = derive(options(args, env))
+    for warning in derived.warnings:
+        print(warning, file=err)
     if args.update:
         text = render_update(args.update, derived, explicit_api_key=bool(args.api_key_secret or args.api_key_env))
     else:
@@ -88,8 +90,8 @@ def _embedded_config(doc: Document) -> tuple[Document | None, list[Problem]]:
     if not found:
         from generator.agentconfig import agent_problems
         found = agent_problems(inner, kaniko_pvc=bool(doc.data.get("kanikoPvcName")))
-    return inner, [Problem(p.file, p.message, p.line, p.col, f"launchConfig: {p.key}" if p.key else "launchConfig")
-                   for p in found]
+    return inner, [Problem(p.file, p.message, p.line, p.col, f"launchConfig: {p.key}" if p.key else "launchConfig",
+                           p.warning) for p in found]
 
 
 def _coverage(values: Document, queues: Sequence[Document]) -> list[Problem]:
@@ -136,8 +138,11 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if kind == "values":
             _, more = _embedded_config(doc)
             found.extend(more)
-            if not found:
-                values_docs.append(doc)
+        found, warned = split(found)
+        for warning in warned:
+            print(warning, file=err)
+        if kind == "values" and not found:
+            values_docs.append(doc)
         if kind == "queue-config" and not found:
             found = queue_info(doc)[1]
             if not found:

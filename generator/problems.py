@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -27,6 +27,7 @@ class Problem:
     line: int | None = None
     col: int | None = None
     key: str = ""
+    warning: bool = False  # the input works, but probably not as meant; never changes the exit code
 
     def __str__(self) -> str:
         where = self.file
@@ -34,7 +35,18 @@ class Problem:
             where += f":{self.line}"
             if self.col is not None:
                 where += f":{self.col}"
+        if self.warning:
+            where += ": warning"
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+    def as_warning(self) -> Problem:
+        return replace(self, warning=True)
+
+
+def split(problems: Iterable[Problem]) -> tuple[list[Problem], list[Problem]]:
+    """(errors, warnings)"""
+    found = list(problems)
+    return [p for p in found if not p.warning], [p for p in found if p.warning]
 
 
 class InputError(Exception):

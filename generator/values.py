@@ -13,13 +13,15 @@ from typing import Any
 
 from generator import agentconfig, identity, plurals, rbac
 from generator.kinds import mixup
-from generator.problems import InputError, Problem
+from generator.problems import InputError, Problem, split
 from generator.queues import QueueInfo, queue_info
 from generator.validation import check
 from generator.yamlfile import Document, load
 
 DEFAULT_API_KEY_SECRET = "wandb-api-key"
 DEFAULT_RELEASE = "launch-agent"
+# The Secret (key `password`) the official agent's kaniko jobs read the Azure storage key from.
+AZURE_STORAGE_SECRET = "azure-storage-access-key"
 DNS_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 SECRET_NAME = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -66,6 +68,7 @@ class Derived:
     release: str = DEFAULT_RELEASE
     notes: list[str] = field(default_factory=list)
     owned: list[tuple[str, ...]] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
 
 
 def is_official(image: str | None) -> bool:
@@ -129,10 +132,13 @@ def derive(opts: ValuesOptions) -> Derived:
     plural_map, plural_errors = plurals.parse_overrides(list(opts.plurals))
     problems.extend(Problem("--plural", e.split(": ", 1)[1]) for e in plural_errors)
 
+    warnings: list[Problem] = []
     config_doc, found = load_checked(opts.config, "launch-config")
     problems.extend(found)
     if config_doc is not None and not found:
-        problems.extend(agentconfig.agent_problems(config_doc, kaniko_pvc=bool(opts.kaniko_pvc)))
+        errors, warned = split(agentconfig.agent_problems(config_doc, kaniko_pvc=bool(opts.kaniko_pvc)))
+        problems.extend(errors)
+        warnings.extend(warned)
 
     infos: list[QueueInfo] = []
     for path in opts.queues:
@@ -160,26 +166,27 @@ def derive(opts: ValuesOptions) -> Derived:
         plan = rbac.RbacPlan()
     needs_azure_key = facts.builder == "kaniko" and facts.cloud == "azure" and \
         bool(facts.context_store and facts.context_store.startswith("https://"))
-    if needs_azure_key and not opts.azure_storage_key_env and opts.check_secrets:
-        problems.append(config_doc.problem(("builder", "build-context-store"),
-                                           "kaniko build contexts in Azure blob storage need the storage account "
-                                           "key: pass --azure-storage-key-env VAR --inline-secrets"))
     if opts.api_key_secret and opts.api_key_env:
         problems.append(Problem("--api-key-secret", "give --api-key-secret or --api-key-env, not both"))
     if opts.git_creds_secret and opts.git_creds_env:
         problems.append(Problem("--git-creds-secret", "give --git-creds-secret or --git-creds-env, not both"))
     if facts.builder == "kaniko" and facts.push_registry is None and facts.image_repo \
             and not opts.kaniko_docker_config_secret and opts.check_secrets:
-        problems.append(config_doc.problem(("builder", "destination"),
-                                           f"kaniko pushes to {facts.image_repo}, which is not ECR, Artifact "
-                                           "Registry or ACR: pass --kaniko-docker-config-secret NAME (a Secret "
-                                           "with a docker config.json that can push there)"))
+        where = ("builder", "destination") if facts.destination else ("registry", "uri")
+        warnings.append(config_doc.problem(where, f"kaniko pushes to {facts.image_repo} with no credentials "
+                                                  "unless you pass --kaniko-docker-config-secret NAME (a Secret "
+                                                  "with a docker config.json that can push there)").as_warning())
     if not official:
         problems.extend(_refusals(infos, opts, facts.secure_mode))
     if problems:
         raise InputError(problems)
 
     notes: list[str] = []
+    if needs_azure_key and not opts.azure_storage_key_env and opts.check_secrets:
+        ns = opts.namespace or "<namespace>"
+        notes.append(f"kaniko reads the Azure storage account key from the Secret {AZURE_STORAGE_SECRET} "
+                     f"(key `password`) in {ns}; create it: kubectl create secret generic {AZURE_STORAGE_SECRET} "
+                     f"--from-literal=password=<storage account key> -n {ns}")
     agent_ns = opts.namespace
     additional: dict[str, list[str]] = {}
     for q in infos:
@@ -191,8 +198,9 @@ def derive(opts: ValuesOptions) -> Derived:
             additional.setdefault(ns, []).append(f"queue {q.file}")
     derived = Derived(
         values={}, plan=plan, agent_namespace=agent_ns, targets=sorted(additional.items()),
-        config_doc=config_doc, queue_infos=infos, official_image=official, release=opts.release, notes=notes)
-    _fill_values(derived, opts, facts, ident)
+        config_doc=config_doc, queue_infos=infos, official_image=official, release=opts.release, notes=notes,
+        warnings=warnings)
+    _fill_values(derived, opts, facts, ident, needs_azure_key)
     return derived
 
 
@@ -214,7 +222,8 @@ def _refusals(infos: Sequence[QueueInfo], opts: ValuesOptions, secure_mode: bool
     return out
 
 
-def _fill_values(d: Derived, opts: ValuesOptions, facts: agentconfig.AgentFacts, ident: identity.Identity) -> None:
+def _fill_values(d: Derived, opts: ValuesOptions, facts: agentconfig.AgentFacts, ident: identity.Identity,
+                 needs_azure_key: bool) -> None:
     v: dict[str, Any] = {}
     owned: list[tuple[str, ...]] = []
 
@@ -253,6 +262,8 @@ def _fill_values(d: Derived, opts: ValuesOptions, facts: agentconfig.AgentFacts,
         put(("gitCreds",), opts.environ[opts.git_creds_env])
     if opts.azure_storage_key_env:
         put(("azureStorageAccessKey",), opts.environ[opts.azure_storage_key_env])
+    elif needs_azure_key:
+        put(("existingAzureStorageSecret",), AZURE_STORAGE_SECRET)
     put(("launchConfig",), d.config_doc.text)
     d.values = v
     d.owned = owned

@@ -29,6 +29,13 @@ def values(tmp_path: Path, config: str = NOOP, queues: dict[str, str] | None = N
     return data
 
 
+def warnings(tmp_path: Path, config: str = NOOP, *flags: str) -> list[str]:
+    """The warning lines of a successful `values` run."""
+    res = run(["values", "-c", write(tmp_path, "launch-config.yaml", config), *flags])
+    assert res.code == 0, res.err
+    return [line for line in res.lines if ": warning: " in line]
+
+
 def errors(tmp_path: Path, config: str = NOOP, queues: dict[str, str] | None = None, *flags: str,
            environ: dict[str, str] | None = None) -> list[str]:
     argv = ["values", "-c", write(tmp_path, "launch-config.yaml", config)]
@@ -229,13 +236,18 @@ def test_git_and_registry_secrets_only_when_asked(tmp_path: Path) -> None:
     assert data["gitCreds"] == "https://u:t@example.com"
 
 
-def test_azure_blob_contexts_need_the_storage_key(tmp_path: Path) -> None:
+def test_azure_blob_contexts_reference_the_storage_key_secret(tmp_path: Path) -> None:
     config = (EXAMPLES / "launch-config-azure-kaniko.yaml").read_text()
-    lines = errors(tmp_path, config, None, "--identity", AZURE_ID)
-    assert len(lines) == 1 and "need the storage account key: pass --azure-storage-key-env" in lines[0]
+    res = run(["values", "-c", write(tmp_path, "launch-config.yaml", config), "--identity", AZURE_ID,
+               "--namespace", "wandb"])
+    assert res.code == 0, res.err
+    assert yaml.safe_load(res.out)["existingAzureStorageSecret"] == "azure-storage-access-key"
+    assert "note: kaniko reads the Azure storage account key from the Secret azure-storage-access-key (key " \
+           "`password`) in wandb; create it: kubectl create secret generic azure-storage-access-key " \
+           "--from-literal=password=<storage account key> -n wandb" in res.lines
     data = values(tmp_path, config, None, "--identity", AZURE_ID, "--azure-storage-key-env", "AZ",
                   "--inline-secrets", environ={"AZ": "s3cr3t"})
-    assert data["azureStorageAccessKey"] == "s3cr3t"
+    assert data["azureStorageAccessKey"] == "s3cr3t" and "existingAzureStorageSecret" not in data
 
 
 # ------------------------------------------------------------------------------ consistency
@@ -248,29 +260,19 @@ KANIKO = "queues: [q]\nenvironment: {{type: {cloud}, region: {region}}}\nbuilder
      "4:3: builder: a kaniko builder needs builder.build-context-store"),
     (KANIKO.format(cloud="aws", region="us-east-1", extra="  build-context-store: s3://b/p\n"),
      "4:3: builder: a kaniko builder needs builder.destination"),
-    (KANIKO.format(cloud="aws", region="us-east-1",
-                   extra="  build-context-store: s3://b\n  destination: 1.dkr.ecr.eu-west-1.amazonaws.com/r\n"),
-     "6:16: builder.destination: registry region eu-west-1 differs from environment.region us-east-1"),
-    (KANIKO.format(cloud="gcp", region="us-central1",
-                   extra="  build-context-store: gs://b\n  destination: europe-west4-docker.pkg.dev/p/r/i\n"),
-     "6:16: builder.destination: registry region europe-west4 differs from environment.region us-central1"),
     (KANIKO.format(cloud="gcp", region="us-central1",
                    extra="  build-context-store: s3://b\n  destination: us-docker.pkg.dev/p/r/i\n"),
      "5:24: builder.build-context-store: 's3://b' is an S3 store, which needs environment.type aws, not gcp"),
-    (KANIKO.format(cloud="gcp", region="us-central1",
-                   extra="  build-context-store: gs://b\n  destination: 1.dkr.ecr.us-east-1.amazonaws.com/r\n"),
-     "6:16: builder.destination: ECR registries need environment.type aws, not gcp"),
     ("queues: [q]\nregistry: {type: ecr, uri: us-docker.pkg.dev/p/r/i}\n",
      "2:28: registry.uri: 'us-docker.pkg.dev/p/r/i' is not an ECR URI (<account>.dkr.ecr.<region>.amazonaws.com/"
      "<repository>), which registry.type ecr needs"),
-    ("queues: [q]\nmax_jobs: '4'\n", "2:11: max_jobs: '4' is not allowed: write a positive integer, or -1"),
-    ("queues: [q]\nmax_jobs: 0\n", "2:11: max_jobs: 0 is not allowed: write a positive integer, or -1"),
     ("queues: [q]\nmax_jobs: -2\n", "2:11: max_jobs: -2 is not allowed"),
-    ("queues: [q]\nmax_jobs: true\n", "2:11: max_jobs: True is not allowed"),
+    ("queues: [q]\nmax_jobs: '4.0'\n", "2:11: max_jobs: '4.0' is not allowed"),
+    ("queues: [q]\nverbosity: '1'\n", "2:12: verbosity: expected integer or boolean, got a string '1'"),
+    ("queues: ['<queue-name>']\n", "1:10: queues[0]: '<queue-name>' is a placeholder"),
+    ("queues: [q]\nenvironment: {region: us-east-1}\n", "2:14: environment: environment needs a type"),
+    ("queues: [q]\nbuilder: {destination: ghcr.io/a/b}\n", "2:10: builder: builder needs a type"),
     ("queues: [q]\nenvironment: {type: gcp, region: null}\n", "2:34: environment.region: environment.type gcp needs a region"),
-    ("queues: [q]\nbuilder: {type: docker}\n", "2:17: builder.type: the docker builder needs a docker daemon"),
-    ("queues: [q]\nbuilder:\n  type: noop\n  tpye: kaniko\n", "4:3: builder.tpye: unknown key; the agent ignores it; did you mean type?"),
-    ("queues: [q]\nenvironment: {type: aws, region: r, profile: x}\n", "2:37: environment.profile: unknown key"),
     (KANIKO.format(cloud="aws", region="us-east-1",
                    extra="  build-context-store: s3://b\n  destination: 1.dkr.ecr.us-east-1.amazonaws.com/r\n"
                          "  secret-name: creds\n"),
@@ -278,6 +280,29 @@ KANIKO = "queues: [q]\nenvironment: {{type: {cloud}, region: {region}}}\nbuilder
 ])
 def test_consistency_checks(tmp_path: Path, config: str, expected: str) -> None:
     lines = errors(tmp_path, config, None, "--no-identity")
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{tmp_path / 'launch-config.yaml'}:{expected}"), lines[0]
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    (KANIKO.format(cloud="aws", region="us-east-1",
+                   extra="  build-context-store: s3://b\n  destination: 1.dkr.ecr.eu-west-1.amazonaws.com/r\n"),
+     "6:16: warning: builder.destination: registry region eu-west-1 differs from environment.region us-east-1"),
+    (KANIKO.format(cloud="gcp", region="us-central1",
+                   extra="  build-context-store: gs://b\n  destination: europe-west4-docker.pkg.dev/p/r/i\n"),
+     "6:16: warning: builder.destination: registry region europe-west4 differs from environment.region us-central1"),
+    (KANIKO.format(cloud="gcp", region="us-central1",
+                   extra="  build-context-store: gs://b\n  destination: 1.dkr.ecr.us-east-1.amazonaws.com/r\n"),
+     "6:16: warning: builder.destination: ECR registries are reached with aws credentials, but environment.type is gcp"),
+    ("queues: [q]\nbuilder: {type: docker}\n", "2:17: warning: builder.type: the docker builder needs a docker daemon"),
+    ("queues: [q]\nbuilder:\n  type: noop\n  tpye: kaniko\n", "4:3: warning: builder.tpye: unknown key; the agent ignores it; did you mean type?"),
+    ("queues: [q]\nenvironment: {type: aws, region: r, profile: x}\n", "2:37: warning: environment.profile: unknown key"),
+    ("queues: [q]\nmax_jobs: '4'\nmax_schedulers: 0\n", "3:17: warning: max_schedulers: 0 means 0: the agent runs no sweep"),
+    ("queues: [q]\nenvironment: {type: gcp, region: us-central1, project: my-project}\n",
+     "2:47: warning: environment.project: unknown key; the agent ignores it"),
+])
+def test_warnings_where_the_config_works_but_maybe_not_as_meant(tmp_path: Path, config: str, expected: str) -> None:
+    lines = warnings(tmp_path, config, "--no-identity", "--kaniko-pvc", "ctx")
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"{tmp_path / 'launch-config.yaml'}:{expected}"), lines[0]
 
@@ -320,12 +345,17 @@ def test_queue_configs_the_agent_refuses_are_bad_input(tmp_path: Path) -> None:
     assert data["agent"]["securityLevel"] == "privileged"
 
 
-def test_kaniko_to_another_registry_needs_push_credentials(tmp_path: Path) -> None:
-    config = "queues: [q]\nbuilder: {type: kaniko, destination: ghcr.io/team/img}\n"
-    lines = errors(tmp_path, config, None, "--kaniko-pvc", "ctx")
-    assert lines == [f"{tmp_path / 'launch-config.yaml'}:2:38: builder.destination: kaniko pushes to "
-                     "ghcr.io/team/img, which is not ECR, Artifact Registry or ACR: pass "
-                     "--kaniko-docker-config-secret NAME (a Secret with a docker config.json that can push there)"]
+def test_kaniko_to_another_registry_warns_about_push_credentials(tmp_path: Path) -> None:
+    config = "queues: [q]\nbuilder: {type: kaniko, destination: ghcr.io/team/img, secret-name: s, secret-key: k}\n"
+    where = f"{tmp_path / 'launch-config.yaml'}:2:38: warning: builder.destination"
+    assert warnings(tmp_path, config, "--kaniko-pvc", "ctx") == [
+        f"{where}: ghcr.io/team/img is not an ECR, Artifact Registry or ACR repository; the agent cannot check it, "
+        "and pushing there needs credentials you provide",
+        f"{where}: kaniko pushes to ghcr.io/team/img with no credentials unless you pass "
+        "--kaniko-docker-config-secret NAME (a Secret with a docker config.json that can push there)"]
+    assert warnings(tmp_path, config, "--kaniko-pvc", "ctx", "--kaniko-docker-config-secret", "push") == [
+        f"{where}: ghcr.io/team/img is not an ECR, Artifact Registry or ACR repository; the agent cannot check it, "
+        "and pushing there needs credentials you provide"]
 
 
 def test_custom_resource_without_pod_template_is_refused(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
-"""Differential test: schemas/launch-config.schema.json against the official wandb agent's config model.
+"""Differential test: schemas/launch-config.schema.json against the official wandb agent.
 
-The oracle replays what `wandb launch-agent` does with a config file (resolve_agent_config, the
-non-empty queues check of the CLI, then the pydantic AgentConfig model). Our schema must accept
-exactly what that accepts.
+The oracle is the official agent's own start-up code (tests/unit/official_agent_config.py):
+resolve_agent_config, the CLI's non-empty queues check, the pydantic AgentConfig model and the
+LaunchAgent constructor's parsing of max_jobs, max_schedulers and verbosity. Our schema must
+accept exactly what that accepts.
 """
 
 from __future__ import annotations
@@ -13,39 +14,15 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wandb.sdk.launch.agent.config import AgentConfig, ValidationError
+from official_agent_config import official_verdict
 
 import schemas
 
-DEFAULTS = {"max_jobs": 1, "max_schedulers": 1, "queues": [], "registry": {}, "builder": {}, "verbosity": 0}
-
 
 def official_accepts(raw: Any) -> bool:
-    """Would the official agent start with this parsed config file (no -q/-e flags, no env overrides)?"""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        return False  # resolve_agent_config calls .items() on it
-    resolved = dict(DEFAULTS)
-    resolved["queues"] = []
-    resolved.update(raw.items())
-    queue = resolved.get("queue")
-    if queue:
-        if not isinstance(queue, str):
-            return False
-        try:
-            resolved["queues"].append(queue)
-        except AttributeError:
-            return False
-    if resolved.get("entity") is None:
-        resolved["entity"] = "viewer-default-entity"
-    try:
-        if len(resolved.get("queues")) == 0:
-            return False
-        AgentConfig(**resolved)
-    except (ValidationError, TypeError):
-        return False
-    return True
+    """Would the official agent start with a config file holding this data (no flags, no env overrides)?"""
+    text = "" if raw is None else yaml.safe_dump(raw, allow_unicode=True)
+    return official_verdict(text).accepted
 
 
 VALIDATOR = schemas.validator("launch-config")
@@ -75,6 +52,13 @@ CORPUS: list[tuple[str, bool]] = [
     ("queues: [q]\nentity: 5", False),
     ("queues: [q]\nmax_jobs: '5'", True),
     ("queues: [q]\nmax_jobs: 5.0", True),
+    ("queues: [q]\nmax_jobs: '5.0'", False),
+    ("queues: [q]\nmax_jobs: -2", False),
+    ("queues: [q]\nmax_jobs: '-1'", True),
+    ("queues: [q]\nmax_jobs: 0", True),
+    ("queues: [q]\nmax_schedulers: '1_0'", True),
+    ("queues: [q]\nverbosity: '1'", False),
+    ("queues: [q]\nverbosity: null", False),
     ("queues: [q]\nmax_jobs: 5.5", False),
     ("queues: [q]\nmax_jobs: five", False),
     ("queues: [q]\nmax_jobs: true", True),

@@ -153,7 +153,9 @@ true
 
 {{/* The official agent's kaniko jobs read the fixed name azure-storage-access-key. */}}
 {{- define "launch-agent.azureSecretName" -}}
-{{- if include "launch-agent.official" . -}}
+{{- if .Values.existingAzureStorageSecret -}}
+{{- .Values.existingAzureStorageSecret -}}
+{{- else if include "launch-agent.official" . -}}
 azure-storage-access-key
 {{- else -}}
 {{- include "launch-agent.suffixed" (list . "azure-storage") -}}
@@ -232,6 +234,12 @@ Checks of value combinations that the schema cannot express. Included by the Dep
 {{- end -}}
 {{- if and (include "launch-agent.rendersApiKey" .) (not .Values.agent.apiKey) -}}
 {{- fail "agent.apiKey: required; or set agent.existingApiKeySecret (or agent.useExternalWandbSecret=true) to use a Secret you create" -}}
+{{- end -}}
+{{- if and .Values.azureStorageAccessKey .Values.existingAzureStorageSecret -}}
+{{- fail "azureStorageAccessKey is set together with existingAzureStorageSecret; set one of them" -}}
+{{- end -}}
+{{- if and .Values.existingAzureStorageSecret (include "launch-agent.official" .) (ne .Values.existingAzureStorageSecret "azure-storage-access-key") -}}
+{{- fail (printf "existingAzureStorageSecret: the official image's kaniko jobs read the Secret azure-storage-access-key only, not %q" .Values.existingAzureStorageSecret) -}}
 {{- end -}}
 {{- if and .Values.gitCreds .Values.existingGitCredsSecret -}}
 {{- fail "gitCreds is set together with existingGitCredsSecret; set one of them" -}}
