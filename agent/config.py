@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from agent.build.job import KanikoSettings
+from agent.build.settings import BuildConfigError, kaniko_settings
 from agent.manifest import SECURITY_LEVELS, ManifestSettings
 
 DEFAULT_CONFIG_PATH = Path("~/.config/wandb/launch-config.yaml")
@@ -55,6 +57,8 @@ class AgentSettings:
     agent_config: Mapping[str, Any] = field(default_factory=dict)  # the file's dict, sent to W&B
     version: str = ""
     http_timeout: float = 20.0
+    kaniko: KanikoSettings | None = None  # builder.type kaniko; None: prebuilt images only
+    agent_image: str = ""  # LAUNCH_AGENT_IMAGE: the agent's own image (fetch steps of builds)
 
     @property
     def identity(self) -> str:
@@ -206,6 +210,10 @@ def resolve(*, config_path: str | None = None, entity: str | None = None, queues
         from agent import __version__
         version = f"launch-agent@{__version__}"
     agent_config = {k: v for k, v in resolved.items() if k != "project"}
+    try:
+        kaniko = kaniko_settings(resolved, env, where)
+    except BuildConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return AgentSettings(
         entity=str(resolved.get("entity") or ""),  # empty: the API key's default entity
         queues=tuple(queue_list),
@@ -235,6 +243,8 @@ def resolve(*, config_path: str | None = None, entity: str | None = None, queues
         agent_config=agent_config,
         version=version,
         http_timeout=_float(env.get("WANDB_HTTP_TIMEOUT", "20"), "WANDB_HTTP_TIMEOUT"),
+        kaniko=kaniko,
+        agent_image=env.get("LAUNCH_AGENT_IMAGE", ""),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import shlex
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 from localenv import cluster, tools
+from localenv.buildservers.install import InstallError
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -24,9 +26,16 @@ def _print_env(state: cluster.State) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    """Build every tool set and install the build servers, side by side (downloads and links overlap)."""
+    from localenv.buildservers import install
+
     t0 = time.monotonic()
-    path = tools.build(force=args.force)
-    print(f"localenv tools ready in {path} ({time.monotonic() - t0:.1f} s)")
+    with concurrent.futures.ThreadPoolExecutor(len(tools.TOOL_SETS) + 2) as pool:
+        futures = [pool.submit(tools.build, args.force, tool_set=ts) for ts in tools.TOOL_SETS]
+        futures += [pool.submit(install.moto_python), pool.submit(install.azurite_main)]
+        paths = [f.result() for f in futures]
+    for path in paths:
+        print(f"localenv tools ready: {path} ({time.monotonic() - t0:.1f} s)")
     return 0
 
 
@@ -111,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (cluster.LocalenvError, tools.BuildError) as exc:
+    except (cluster.LocalenvError, tools.BuildError, InstallError) as exc:
         print(f"localenv {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

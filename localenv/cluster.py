@@ -88,14 +88,14 @@ def default_state_dir() -> Path:
     return tools.cache_root() / "localenv" / "state" / "default"
 
 
-def free_ports(names: Sequence[str]) -> dict[str, int]:
-    """Distinct free TCP ports on 127.0.0.1 (held open together while choosing)."""
+def free_ports(names: Sequence[str], host: str = "127.0.0.1") -> dict[str, int]:
+    """Distinct free TCP ports on *host* (held open together while choosing)."""
     sockets = []
     try:
         ports = {}
         for name in names:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((host, 0))
             sockets.append(sock)
             ports[name] = sock.getsockname()[1]
         return ports

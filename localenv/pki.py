@@ -167,6 +167,14 @@ def create(directory: Path, service_ip: str = "10.96.0.1") -> ClusterPKI:
     return ClusterPKI(ca, apiserver, admin, cm, sched, kwok, front_proxy, sa_key_path, sa_pub_path)
 
 
+def server_certificate(directory: Path, stem: str, names: tuple[str, ...] = (),
+                       ips: tuple[str, ...] = ()) -> tuple[CertPair, CertPair]:
+    """A fresh CA and one serving certificate it signed (for a test server speaking HTTPS)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key, ca_cert = _make_ca(directory)
+    return ca, _issue(directory, stem, ca_key, ca_cert, stem, server_names=names, server_ips=ips)
+
+
 def load(directory: Path) -> ClusterPKI:
     """The paths of a PKI written by :func:`create` (files are not re-read)."""
 

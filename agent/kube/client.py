@@ -206,6 +206,14 @@ class Kube:
                 obj.setdefault("kind", rt.kind)
                 yield etype, obj
 
+    async def pod_log(self, namespace: str, pod: str, container: str = "", tail_lines: int = 200) -> str:
+        """The last lines of a container's log ('' when the pod or its log is gone)."""
+        params: dict[str, Any] = {"tailLines": tail_lines}
+        if container:
+            params["container"] = container
+        resp = await self._send("log", "GET", PODS.path(namespace, pod) + "/log", params=params)
+        return resp.text if resp.status_code == 200 else ""
+
     async def request(self, method: str, path: str, body: dict[str, Any] | None = None,
                       content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
         resp = await self._send(method.lower(), method, path,

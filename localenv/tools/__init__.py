@@ -4,6 +4,10 @@ Each subdirectory (``kubernetes``, ``etcd``, ``helm``, ``kwok``) is a tiny Go mo
 ``go.mod``/``go.sum`` pin one upstream release; ``tools.go`` imports the main packages so
 ``go mod tidy`` keeps them. The binaries are built with the local Go toolchain into
 ``<cache>/localenv/<pin-hash>/bin`` and rebuilt only when a pin (or the Go version) changes.
+
+A second set, ``images`` (the Kaniko executor, the CNCF distribution registry and
+fake-gcs-server, one module so their common dependencies build once), has its own hash and
+cache directory ``<cache>/images/<pin-hash>/bin``: a change to one set never rebuilds the other.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Binary:
     package: str
     version_module: str = ""
     ldflags: tuple[str, ...] = ()
+    static: bool = False  # CGO_ENABLED=0: runs in an empty root (a container image of one file)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,31 @@ TOOLS: tuple[Tool, ...] = (
     Tool("kwok", (Binary("kwok", "sigs.k8s.io/kwok/cmd/kwok"),)),
 )
 BINARIES: tuple[str, ...] = tuple(b.name for t in TOOLS for b in t.binaries)
+KANIKO = "github.com/GoogleContainerTools/kaniko"
+IMAGE_TOOLS: tuple[Tool, ...] = (
+    Tool("images", (
+        Binary("executor", f"{KANIKO}/cmd/executor", version_module=KANIKO, static=True),
+        Binary("registry", "github.com/distribution/distribution/v3/cmd/registry", static=True),
+        Binary("fake-gcs-server", "github.com/fsouza/fake-gcs-server", static=True),
+    )),
+)
+
+
+@dataclass(frozen=True)
+class ToolSet:
+    """Tools built and cached together: ``<cache>/<name>/<pin-hash>/bin``."""
+
+    name: str
+    tools: tuple[Tool, ...]
+
+    @property
+    def binaries(self) -> tuple[str, ...]:
+        return tuple(b.name for t in self.tools for b in t.binaries)
+
+
+KUBE_SET = ToolSet("localenv", TOOLS)
+IMAGE_SET = ToolSet("images", IMAGE_TOOLS)
+TOOL_SETS: tuple[ToolSet, ...] = (KUBE_SET, IMAGE_SET)
 
 
 def cache_root() -> Path:
@@ -101,6 +131,8 @@ def ldflags_for(tool: Tool, binary: Binary) -> str:
     flags = ["-s", "-w"]
     if binary.version_module == KUBE:
         flags += _kube_ldflags(required_version(tool.module_dir, KUBE))
+    elif binary.version_module == KANIKO:
+        flags.append(f"-X {KANIKO}/pkg/version.version={required_version(tool.module_dir, KANIKO)}")
     elif binary.version_module == "helm.sh/helm/v3":
         version = required_version(tool.module_dir, binary.version_module)
         flags.append(f"-X helm.sh/helm/v3/internal/version.version={version}")
@@ -148,17 +180,18 @@ def go_version(go: Path) -> str:
     return version
 
 
-def pin_hash(go_version_text: str) -> str:
+def pin_hash(go_version_text: str, tool_set: ToolSet | None = None) -> str:
     """Hash of every pin: go.mod, go.sum and tools.go of each tool, the binaries, the Go version."""
     digest = hashlib.sha256()
     digest.update(go_version_text.encode())
-    for tool in TOOLS:
+    for tool in (tool_set or KUBE_SET).tools:
         for fname in ("go.mod", "go.sum", "tools.go"):
             path = tool.module_dir / fname
             digest.update(f"\0{tool.name}/{fname}\0".encode())
             digest.update(path.read_bytes())
         for binary in tool.binaries:
-            digest.update(f"\0{binary.name}={binary.package};{ldflags_for(tool, binary)}".encode())
+            static = ";static" if binary.static else ""
+            digest.update(f"\0{binary.name}={binary.package};{ldflags_for(tool, binary)}{static}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -196,13 +229,16 @@ def _run_go_build(
     go: Path, tool: Tool, binary: Binary, out: Path, log_path: Path, log: Callable[[str], None]
 ) -> None:
     cmd = [str(go), "build", "-ldflags", ldflags_for(tool, binary), "-o", str(out), binary.package]
+    env = go_env(go)
+    if binary.static:
+        env["CGO_ENABLED"] = "0"
     start = time.monotonic()
     next_beat = start + HEARTBEAT_SECONDS
     with log_path.open("a") as log_file:
         log_file.write(f"$ {' '.join(cmd)}\n")
         log_file.flush()
         proc = subprocess.Popen(
-            cmd, cwd=tool.module_dir, env=go_env(go), stdout=log_file, stderr=subprocess.STDOUT,
+            cmd, cwd=tool.module_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         try:
@@ -219,26 +255,28 @@ def _run_go_build(
         raise BuildError(_explain_failure(tool, log_path))
 
 
-def build(force: bool = False, log: Callable[[str], None] = _default_log) -> Path:
-    """Build every pinned tool if needed; return the bin directory."""
+def build(force: bool = False, log: Callable[[str], None] = _default_log,
+          tool_set: ToolSet | None = None) -> Path:
+    """Build every pinned tool of the set (default: the Kubernetes tools) if needed; return its bin directory."""
+    tool_set = tool_set or KUBE_SET
     go = find_go()
     version = go_version(go)
-    root = cache_root() / "localenv" / pin_hash(version)
+    root = cache_root() / tool_set.name / pin_hash(version, tool_set)
     bin_path = root / "bin"
-    if not force and _complete(bin_path):
+    if not force and _complete(bin_path, tool_set):
         return bin_path
     with _locked(root / ".build.lock"):
-        if not force and _complete(bin_path):
+        if not force and _complete(bin_path, tool_set):
             return bin_path
         staging = root / f"bin.partial-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         log_path = root / "build.log"
         log_path.write_text("")
-        log(f"building {len(BINARIES)} tools with {version} into {bin_path} (log: {log_path})")
+        log(f"building {len(tool_set.binaries)} tools with {version} into {bin_path} (log: {log_path})")
         total = time.monotonic()
         try:
-            for tool in TOOLS:
+            for tool in tool_set.tools:
                 t0 = time.monotonic()
                 names = ", ".join(b.name for b in tool.binaries)
                 log(f"{tool.name}: {names} ...")
@@ -255,17 +293,19 @@ def build(force: bool = False, log: Callable[[str], None] = _default_log) -> Pat
     return bin_path
 
 
-def _complete(bin_path: Path) -> bool:
-    return all((bin_path / name).is_file() for name in BINARIES)
+def _complete(bin_path: Path, tool_set: ToolSet | None = None) -> bool:
+    return all((bin_path / name).is_file() for name in (tool_set or KUBE_SET).binaries)
 
 
-def bin_dir() -> Path:
-    """Directory holding the pinned binaries, building them first if needed."""
-    return build()
+def bin_dir(tool_set: ToolSet | None = None) -> Path:
+    """Directory holding the pinned binaries of the set, building them first if needed."""
+    return build(tool_set=tool_set)
 
 
 def binary(name: str) -> Path:
-    """Path of one pinned binary (``kube-apiserver``, ``etcd``, ``helm``, ``kwok``, ...)."""
-    if name not in BINARIES:
-        raise KeyError(f"unknown localenv tool {name!r}; known: {', '.join(BINARIES)}")
-    return bin_dir() / name
+    """Path of one pinned binary (``kube-apiserver``, ``etcd``, ``helm``, ``kwok``, ``executor``, ...)."""
+    for tool_set in TOOL_SETS:
+        if name in tool_set.binaries:
+            return bin_dir(tool_set) / name
+    known = ", ".join(n for ts in TOOL_SETS for n in ts.binaries)
+    raise KeyError(f"unknown localenv tool {name!r}; known: {known}")
