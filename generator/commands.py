@@ -94,13 +94,27 @@ def _embedded_config(doc: Document) -> tuple[Document | None, list[Problem]]:
                            p.warning) for p in found]
 
 
+def _rules_in(data: dict[str, Any], namespace: str | None) -> list[Any]:
+    """The chart's extra rules of the Role in `namespace` (None: the agent's namespace)."""
+    rbac_values = data.get("rbac") if isinstance(data.get("rbac"), dict) else {}
+    rules = list(rbac_values.get("extraRules") or [])
+    agent_ns = data.get("namespace") or None
+    if namespace is None or namespace == agent_ns:
+        rules += rbac_values.get("agentNamespaceRules") or []
+    per_ns = rbac_values.get("namespaces") if isinstance(rbac_values.get("namespaces"), dict) else {}
+    if namespace is not None and isinstance(per_ns.get(namespace), dict):
+        rules += per_ns[namespace].get("rules") or []
+    if data.get("volcano") is True:
+        rules.append({"apiGroups": ["batch.volcano.sh"], "resources": ["jobs"], "verbs": ["create"]})
+    return rules
+
+
 def _coverage(values: Document, queues: Sequence[Document]) -> list[Problem]:
     """Queues whose namespace or custom resource the values file does not grant."""
     data = values.data
     targets = set(data.get("additionalTargetNamespaces") or [])
     if data.get("namespace"):
         targets.add(data["namespace"])
-    rules = (data.get("rbac") or {}).get("extraRules") or []
     out: list[Problem] = []
     for qdoc in queues:
         info, _ = queue_info(qdoc)
@@ -108,10 +122,12 @@ def _coverage(values: Document, queues: Sequence[Document]) -> list[Problem]:
             out.append(qdoc.problem(info.namespace_path or (), f"namespace {info.namespace} is not a target of "
                                     f"{values.file} (additionalTargetNamespaces)"))
         if not info.is_job:
+            rules = _rules_in(data, info.namespace)
             granted = any(info.group in r.get("apiGroups", []) and "create" in r.get("verbs", [])
                           and not r.get("resourceNames") for r in rules if isinstance(r, dict))
             if not granted:
-                out.append(info.problem("kind", f"{values.file} grants no rbac.extraRules for {info.kind_label}"))
+                where = info.namespace or "the agent namespace"
+                out.append(info.problem("kind", f"{values.file} grants no rule for {info.kind_label} in {where}"))
     return out
 
 
@@ -208,7 +224,7 @@ def rbac_table(d: Derived) -> list[dict[str, Any]]:
                 continue
             rules.append({"apiGroup": group, "resource": resource, "verbs": list(verbs), "resourceNames": [],
                           "why": [f"chart default: {reason}"]})
-        grants = list(d.plan.extra) + (list(d.plan.agent_ns) if ns == agent_ns else [])
+        grants = d.plan.grants_in(None if ns == agent_ns else ns)
         for g in grants:
             rules.append({"apiGroup": g.group, "resource": g.resource, "verbs": list(g.verbs),
                           "resourceNames": list(g.resource_names), "why": list(g.reasons)})

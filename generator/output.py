@@ -67,8 +67,11 @@ def _comments(d: Derived, sources: Sequence[str]) -> dict[tuple[str, ...], str]:
                                          + (", ".join(f"{n}: {', '.join(r)}" for n, r in d.targets) or "none")
                                          + ").",
         ("rbac",): "RBAC beyond the chart's defaults (Jobs, pods, logs, events, the API-key Secret).",
-        ("rbac", "extraRules"): "In every target namespace: the custom resources the queues launch.",
-        ("rbac", "agentNamespaceRules"): "In the agent namespace only: what kaniko build Jobs need.",
+        ("rbac", "extraRules"): "In every target namespace: nothing; each kind is granted where a queue sends it.",
+        ("rbac", "agentNamespaceRules"): "In the agent namespace only: the custom resources of queues without a "
+                                         "namespace, and what kaniko build Jobs need.",
+        ("rbac", "namespaces"): "Per target namespace: the custom resources the queues launch there.",
+        ("volcano",): "Volcano rules come from the queue configs above, not from the chart's detection.",
         ("kanikoPvcName",): "PersistentVolumeClaim for kaniko build contexts (--kaniko-pvc).",
         ("kanikoDockerConfigSecret",): "Secret with the docker config.json kaniko pushes with.",
         ("existingGitCredsSecret",): "Existing Secret with .git-credentials and .gitconfig (--git-creds-secret).",
@@ -143,9 +146,11 @@ def render_new(d: Derived, sources: Sequence[str], command: str) -> str:
     _annotate(root, (), _comments(d, sources), 0)
     rbac_node = root.get("rbac")
     if isinstance(rbac_node, CommentedMap):
-        _rule_comments(rbac_node["extraRules"], _reasons(d.plan.extra, d.values["rbac"]["extraRules"]), 4)
         _rule_comments(rbac_node["agentNamespaceRules"],
                        _reasons(d.plan.agent_ns, d.values["rbac"]["agentNamespaceRules"]), 4)
+        for ns, node in rbac_node["namespaces"].items():
+            _rule_comments(node["rules"], _reasons(d.plan.namespaces[ns], d.values["rbac"]["namespaces"][ns]["rules"]),
+                           8)
     return _finish(y, root, d, sources[0])
 
 
@@ -210,7 +215,10 @@ def render_update(existing: str, d: Derived, *, explicit_api_key: bool) -> str:
             _set_literal(parent, "launchConfig", value)
         else:
             parent[path[-1]] = _commented(value)
-            if path[0] == "rbac":
+            if path == ("rbac", "namespaces"):
+                for node in parent[path[-1]].values():
+                    _flow_rules(node["rules"])
+            elif path[0] == "rbac":
                 _flow_rules(parent[path[-1]])
     if ("agent", "labels") not in d.owned:
         labels = _lookup(root, ("agent", "labels"))

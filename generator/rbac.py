@@ -2,9 +2,10 @@
 
 The chart always grants, in every target namespace: batch/jobs create/get/list/watch/delete,
 pods get/list/watch, pods/log get, events get/list/watch and get on the API-key Secret only.
-This module adds only what the queues and the builder need on top: custom resources in every
-target namespace (`rbac.extraRules`) and kaniko's extras in the agent namespace
-(`rbac.agentNamespaceRules`). Nothing cluster-wide; no list or watch on Secrets.
+This module adds only what the queues and the builder need on top, in the namespace that needs
+it: each custom-resource kind where a queue launches it (`rbac.namespaces.<ns>.rules`, or
+`rbac.agentNamespaceRules` for queues that launch into the agent's namespace) and kaniko's extras
+in the agent namespace. Nothing cluster-wide; no list or watch on Secrets.
 """
 
 from __future__ import annotations
@@ -40,14 +41,19 @@ class Grant:
 
 @dataclass
 class RbacPlan:
-    extra: list[Grant] = field(default_factory=list)  # every target namespace
+    namespaces: dict[str, list[Grant]] = field(default_factory=dict)  # one target namespace each
     agent_ns: list[Grant] = field(default_factory=list)  # the agent's namespace only
-
-    def extra_rules(self) -> list[dict[str, object]]:
-        return _rules(self.extra)
 
     def agent_namespace_rules(self) -> list[dict[str, object]]:
         return _rules(self.agent_ns)
+
+    def namespace_rules(self) -> dict[str, dict[str, list[dict[str, object]]]]:
+        """`rbac.namespaces`: {namespace: {rules: [...]}}."""
+        return {ns: {"rules": _rules(grants)} for ns, grants in sorted(self.namespaces.items())}
+
+    def grants_in(self, namespace: str | None) -> list[Grant]:
+        """What the plan adds in `namespace` (None: the agent's namespace)."""
+        return list(self.agent_ns) if namespace is None else list(self.namespaces.get(namespace, []))
 
 
 class PluralError(ValueError):
@@ -84,9 +90,17 @@ def _add(grants: list[Grant], new: Grant) -> None:
     grants.append(new)
 
 
+def queue_namespace(q: QueueInfo, agent_namespace: str | None, official_image: bool) -> str | None:
+    """Where the queue's runs go; None for the agent's own namespace. The official agent sends
+    runs of a queue without namespace to `default`."""
+    ns = q.namespace or ("default" if official_image else None)
+    return None if ns == agent_namespace else ns
+
+
 def derive_rbac(queues: Sequence[QueueInfo], facts: AgentFacts, plurals: Mapping[str, str], *,
-                official_image: bool = False) -> RbacPlan:
-    """Rules for the kinds the queues launch and for kaniko builds. PluralError for an unknown kind."""
+                official_image: bool = False, agent_namespace: str | None = None) -> RbacPlan:
+    """Rules for the kinds the queues launch, where they launch them, and for kaniko builds.
+    PluralError for an unknown kind."""
     plan = RbacPlan()
     for q in queues:
         if q.is_job:
@@ -94,7 +108,9 @@ def derive_rbac(queues: Sequence[QueueInfo], facts: AgentFacts, plurals: Mapping
         plural = plural_for(q.group, q.kind, plurals)
         if plural is None:
             raise PluralError(q)
-        _add(plan.extra, Grant(q.group, plural, LAUNCH_VERBS, reasons=(f"queue {q.file}: {q.kind_label}",)))
+        ns = queue_namespace(q, agent_namespace, official_image)
+        target = plan.agent_ns if ns is None else plan.namespaces.setdefault(ns, [])
+        _add(target, Grant(q.group, plural, LAUNCH_VERBS, reasons=(f"queue {q.file}: {q.kind_label}",)))
     if facts.builder == "kaniko":
         why = ("builder kaniko: build Jobs in the agent namespace",)
         _add(plan.agent_ns, Grant("batch", "jobs/status", ("get",), reasons=why))

@@ -160,7 +160,7 @@ def derive(opts: ValuesOptions) -> Derived:
         problems.append(config_doc.problem(path, str(exc)))
         ident = identity.Identity()
     try:
-        plan = rbac.derive_rbac(infos, facts, plural_map, official_image=official)
+        plan = rbac.derive_rbac(infos, facts, plural_map, official_image=official, agent_namespace=opts.namespace)
     except rbac.PluralError as exc:
         problems.append(exc.queue.problem("kind", str(exc)))
         plan = rbac.RbacPlan()
@@ -250,8 +250,10 @@ def _fill_values(d: Derived, opts: ValuesOptions, facts: agentconfig.AgentFacts,
         put(("agent", "labels"), dict(ident.pod_labels))
     put(("serviceAccount", "annotations"), dict(ident.annotations))
     put(("additionalTargetNamespaces",), [ns for ns, _ in d.targets])
-    put(("rbac", "extraRules"), d.plan.extra_rules())
+    put(("rbac", "extraRules"), [])
     put(("rbac", "agentNamespaceRules"), d.plan.agent_namespace_rules())
+    put(("rbac", "namespaces"), d.plan.namespace_rules())
+    put(("volcano",), False)  # the queues' kinds are granted where they launch, Volcano included
     if opts.kaniko_pvc:
         put(("kanikoPvcName",), opts.kaniko_pvc)
     if opts.kaniko_docker_config_secret:

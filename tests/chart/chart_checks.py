@@ -106,3 +106,16 @@ def all_strings(node: Any) -> Iterator[str]:
             yield from all_strings(v)
     elif isinstance(node, str):
         yield node
+
+
+def roles_by_namespace(objs: list[Obj]) -> dict[str, Obj]:
+    return {r["metadata"]["namespace"]: r for r in of_kind(objs, "Role")}
+
+
+def grants(role: Obj, group: str, resource: str, verb: str, name: str | None = None) -> bool:
+    for rule in role["rules"]:
+        if group in rule.get("apiGroups", []) and resource in rule.get("resources", []) and verb in rule["verbs"]:
+            names = rule.get("resourceNames")
+            if not names or (name is not None and name in names):
+                return True
+    return False

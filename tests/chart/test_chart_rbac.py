@@ -2,24 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from chart_checks import API_KEY, BASIC, CHART, of_kind
-
-Obj = dict[str, Any]
-
-
-def roles_by_namespace(objs: list[Obj]) -> dict[str, Obj]:
-    return {r["metadata"]["namespace"]: r for r in of_kind(objs, "Role")}
-
-
-def grants(role: Obj, group: str, resource: str, verb: str, name: str | None = None) -> bool:
-    for rule in role["rules"]:
-        if group in rule.get("apiGroups", []) and resource in rule.get("resources", []) and verb in rule["verbs"]:
-            names = rule.get("resourceNames")
-            if not names or (name is not None and name in names):
-                return True
-    return False
+from chart_checks import API_KEY, BASIC, CHART, grants, of_kind, roles_by_namespace
 
 
 def test_rolebindings_equal_target_namespaces(render) -> None:
@@ -32,7 +15,7 @@ def test_rolebindings_equal_target_namespaces(render) -> None:
     assert env["LAUNCH_AGENT_TARGET_NAMESPACES"].split(",") == ["launch-system", "team-a", "team-b"]
     for b in of_kind(objs, "RoleBinding"):
         assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": b["metadata"]["name"]}
-        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "ci-launch-agent", "namespace": "launch-system"}]
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "wandb-launch-serviceaccount-ci", "namespace": "launch-system"}]
 
 
 def test_default_targets_only_the_agent_namespace(render) -> None:
@@ -66,8 +49,10 @@ def test_default_role_is_what_interfaces_md_lists(render) -> None:
 def test_official_image_gets_the_secret_rights_it_needs(render) -> None:
     objs = render(files=(BASIC,), values={"agent": {"image": "wandb/launch-agent:0.17.3"}}, namespace="ml")
     role = roles_by_namespace(objs)["ml"]
-    for verb in ("create", "get", "delete"):
-        assert grants(role, "", "secrets", verb, name="anything")
+    assert grants(role, "", "secrets", "create", name="anything")  # Kubernetes cannot pin create to a name
+    for verb in ("get", "delete"):
+        assert grants(role, "", "secrets", verb, name="wandb-api-key-ci")
+        assert not grants(role, "", "secrets", verb, name="anything")
     assert not grants(role, "", "secrets", "list")
 
 
@@ -106,7 +91,7 @@ def test_official_kaniko_builder_gets_build_rules_in_agent_namespace(render) -> 
     values = {
         "agent": {"image": "wandb/launch-agent:0.17.3", "apiKey": API_KEY},
         "additionalTargetNamespaces": ["t1"],
-        "launchConfig": "queues: [q]\nbuilder:\n  type: kaniko\n",
+        "launchConfig": "queues: [q]\nbuilder:\n  type: kaniko\n  build-context-store: s3://b/c\n",
     }
     roles = roles_by_namespace(render(values=values, namespace="ml"))
     assert grants(roles["ml"], "", "configmaps", "create")

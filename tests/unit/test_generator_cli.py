@@ -67,7 +67,7 @@ def test_validate_cross_checks_values_against_queues(tmp_path: Path) -> None:
     assert res.lines == [
         f"{queue}:6:14: metadata.namespace: namespace ml-distributed is not a target of {vals} "
         "(additionalTargetNamespaces)",
-        f"{queue}:3:7: kind: {vals} grants no rbac.extraRules for PyTorchJob (kubeflow.org/v1)",
+        f"{queue}:3:7: kind: {vals} grants no rule for PyTorchJob (kubeflow.org/v1) in ml-distributed",
     ]
     out = tmp_path / "generated.yaml"
     assert run(["values", "-c", str(EXAMPLES / "launch-config-noop.yaml"), "-q", queue, "-o", str(out)]).code == 0
@@ -134,11 +134,14 @@ def test_rbac_explains_every_rule() -> None:
     table = json.loads(res.out)
     assert [b["namespace"] for b in table] == ["launch", "ml-distributed", "ml-jobs"]
     launch = {f"{r['apiGroup']}/{r['resource']}": r for r in table[0]["rules"]}
-    assert launch["kubeflow.org/pytorchjobs"]["why"] == [
-        f"queue {EXAMPLES / 'queue-pytorchjob.yaml'}: PyTorchJob (kubeflow.org/v1)"]
     assert launch["batch/jobs/status"]["why"] == ["builder kaniko: build Jobs in the agent namespace"]
-    others = {f"{r['apiGroup']}/{r['resource']}" for r in table[1]["rules"]}
-    assert "batch/jobs/status" not in others and "kubeflow.org/pytorchjobs" in others
+    distributed = {f"{r['apiGroup']}/{r['resource']}": r for r in table[1]["rules"]}
+    assert distributed["kubeflow.org/pytorchjobs"]["why"] == [
+        f"queue {EXAMPLES / 'queue-pytorchjob.yaml'}: PyTorchJob (kubeflow.org/v1)"]
+    assert "batch/jobs/status" not in distributed
+    # PyTorchJob only where its queue launches: not in the agent's namespace, not in ml-jobs
+    assert "kubeflow.org/pytorchjobs" not in launch
+    assert "kubeflow.org/pytorchjobs" not in {f"{r['apiGroup']}/{r['resource']}" for r in table[2]["rules"]}
     for block in table:
         for rule in block["rules"]:
             assert rule["why"] and "list" not in rule["verbs"] if rule["resource"] == "secrets" else True

@@ -93,7 +93,8 @@ def test_official_image_sends_namespace_less_queues_to_default(tmp_path: Path) -
 
 def test_job_queues_need_no_extra_rules(tmp_path: Path) -> None:
     data = values(tmp_path, NOOP, {"job.yaml": "apiVersion: batch/v1\nkind: Job\nspec: {}\n"})
-    assert data["rbac"] == {"extraRules": [], "agentNamespaceRules": []}
+    assert data["rbac"] == {"extraRules": [], "agentNamespaceRules": [], "namespaces": {}}
+    assert data["volcano"] is False
 
 
 @pytest.mark.parametrize(("api_version", "kind", "group", "plural"), [
@@ -110,7 +111,8 @@ def test_job_queues_need_no_extra_rules(tmp_path: Path) -> None:
 ])
 def test_custom_resource_rules(tmp_path: Path, api_version: str, kind: str, group: str, plural: str) -> None:
     data = values(tmp_path, NOOP, {"cr.yaml": f"apiVersion: {api_version}\nkind: {kind}\n" + POD})
-    assert data["rbac"]["extraRules"] == [{"apiGroups": [group], "resources": [plural], "verbs": LAUNCH}]
+    assert data["rbac"]["agentNamespaceRules"] == [{"apiGroups": [group], "resources": [plural], "verbs": LAUNCH}]
+    assert data["rbac"]["extraRules"] == [] and data["rbac"]["namespaces"] == {}
 
 
 def test_rules_are_merged_per_group_and_deduplicated(tmp_path: Path) -> None:
@@ -120,11 +122,15 @@ def test_rules_are_merged_per_group_and_deduplicated(tmp_path: Path) -> None:
         "c.yaml": "apiVersion: kubeflow.org/v1\nkind: TFJob\n" + POD,
         "d.yaml": "apiVersion: batch.volcano.sh/v1alpha1\nkind: Job\n" + POD,
     }
-    rules = values(tmp_path, NOOP, queues)["rbac"]["extraRules"]
-    assert rules == [
+    data = values(tmp_path, NOOP, queues)
+    assert data["rbac"]["agentNamespaceRules"] == [
         {"apiGroups": ["batch.volcano.sh"], "resources": ["jobs"], "verbs": LAUNCH},
         {"apiGroups": ["kubeflow.org"], "resources": ["pytorchjobs", "tfjobs"], "verbs": LAUNCH},
     ]
+    # each kind only where a queue sends it: `other` gets PyTorchJob, not TFJob or Volcano
+    assert data["rbac"]["namespaces"] == {
+        "other": {"rules": [{"apiGroups": ["kubeflow.org"], "resources": ["pytorchjobs"], "verbs": LAUNCH}]}}
+    assert data["additionalTargetNamespaces"] == ["other"] and data["rbac"]["extraRules"] == []
 
 
 def test_unknown_kind_needs_plural_flag(tmp_path: Path) -> None:
@@ -134,9 +140,10 @@ def test_unknown_kind_needs_plural_flag(tmp_path: Path) -> None:
         "w.yaml:2:7: kind: no known resource plural for Workload in API group example.com; pass "
         "--plural Workload=<plural> (kubectl api-resources --api-group=example.com lists it)")
     data = values(tmp_path, NOOP, queue, "--plural", "Workload=workloadz")
-    assert data["rbac"]["extraRules"] == [{"apiGroups": ["example.com"], "resources": ["workloadz"], "verbs": LAUNCH}]
+    assert data["rbac"]["agentNamespaceRules"] == [
+        {"apiGroups": ["example.com"], "resources": ["workloadz"], "verbs": LAUNCH}]
     data = values(tmp_path, NOOP, queue, "--plural", "Workload.example.com=wls")
-    assert data["rbac"]["extraRules"][0]["resources"] == ["wls"]
+    assert data["rbac"]["agentNamespaceRules"][0]["resources"] == ["wls"]
     assert errors(tmp_path, NOOP, queue, "--plural", "Workload") == [
         "--plural: expected KIND=PLURAL with a lower-case plural, e.g. --plural Workload=workloads"]
 
@@ -146,7 +153,9 @@ def test_nothing_cluster_wide_and_no_secret_listing(tmp_path: Path) -> None:
                   {"p.yaml": (EXAMPLES / "queue-pytorchjob.yaml").read_text()},
                   "--identity", AZURE_ID, "--azure-storage-key-env", "AZ", "--inline-secrets",
                   "--agent-image", "wandb/launch-agent:0.22.1", environ={"AZ": "k"})
-    for rule in data["rbac"]["extraRules"] + data["rbac"]["agentNamespaceRules"]:
+    per_ns = [r for node in data["rbac"]["namespaces"].values() for r in node["rules"]]
+    assert per_ns, "the PyTorchJob queue's namespace gets its rule"
+    for rule in data["rbac"]["extraRules"] + data["rbac"]["agentNamespaceRules"] + per_ns:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
         if "secrets" in rule["resources"]:
             assert rule["verbs"] == ["get"] and rule["resourceNames"] == ["azure-storage-access-key"]

@@ -56,8 +56,9 @@ def test_update_keeps_comments_order_and_other_keys(tmp_path: Path) -> None:
     assert data["serviceAccount"]["annotations"] == {"example.com/owner": "me",
                                                      "eks.amazonaws.com/role-arn": AWS_ROLE}
     assert data["agent"]["labels"] == {"team": "ml"}  # the azure label is the generator's, and aws needs none
-    assert data["rbac"]["extraRules"] == [{"apiGroups": ["batch.volcano.sh"], "resources": ["jobs"],
-                                           "verbs": ["create", "get", "list", "watch", "delete"]}]
+    assert data["rbac"]["extraRules"] == []
+    assert data["rbac"]["namespaces"] == {"ml-batch": {"rules": [
+        {"apiGroups": ["batch.volcano.sh"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]}]}}
     assert data["rbac"]["agentNamespaceRules"] == [{"apiGroups": ["batch"], "resources": ["jobs/status"],
                                                     "verbs": ["get"]}]
     assert data["additionalTargetNamespaces"] == ["ml-batch"]

@@ -53,7 +53,7 @@ app.kubernetes.io/instance: {{ .Release.Name | trunc 63 | trimSuffix "-" | quote
 {{- $std := dict
   "app.kubernetes.io/name" (include "launch-agent.name" .)
   "app.kubernetes.io/instance" (.Release.Name | trunc 63 | trimSuffix "-")
-  "app.kubernetes.io/version" (.Chart.AppVersion | trunc 63 | trimSuffix "-")
+  "app.kubernetes.io/version" (include "launch-agent.version" . | trunc 63 | trimSuffix "-" | trimSuffix ".")
   "app.kubernetes.io/managed-by" .Release.Service
   "app.kubernetes.io/component" "agent"
   "app.kubernetes.io/part-of" "launch-agent"
@@ -90,6 +90,30 @@ other references are used as given.
 {{- end -}}
 {{- end -}}
 
+{{/* The version the agent runs: the image's tag (the chart's appVersion when the chart adds it), else "unknown". */}}
+{{- define "launch-agent.version" -}}
+{{- $image := include "launch-agent.image" . -}}
+{{- $last := last (splitList "/" (regexReplaceAll "@.*$" $image "")) -}}
+{{- if contains ":" $last -}}
+{{- last (splitList ":" $last) -}}
+{{- else -}}
+unknown
+{{- end -}}
+{{- end -}}
+
+{{/* The image the chart defaults to; until it is published, NOTES says how to build and push it. */}}
+{{- define "launch-agent.defaultImage" -}}
+ghcr.io/launch-agent/agent
+{{- end -}}
+
+{{/* "true" when the default image runs and this chart was not released together with it. */}}
+{{- define "launch-agent.unpublishedImage" -}}
+{{- $published := index (.Chart.Annotations | default (dict)) "launch-agent.dev/image-published" -}}
+{{- if and (eq .Values.agent.image (include "launch-agent.defaultImage" .)) (ne (toString $published) "true") -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* "true" when the image is the official W&B agent. */}}
 {{- define "launch-agent.official" -}}
 {{- $kind := .Values.agent.imageKind | default "auto" -}}
@@ -115,8 +139,13 @@ true
 {{/*
 Object names. Per release, so two releases in one namespace never collide.
 */}}
+{{/* The official chart's name, which workload-identity bindings (GKE, EKS IRSA, Azure) refer to. */}}
 {{- define "launch-agent.serviceAccountName" -}}
-{{- default (include "launch-agent.fullname" .) .Values.serviceAccount.name -}}
+{{- if .Values.serviceAccount.name -}}
+{{- .Values.serviceAccount.name -}}
+{{- else -}}
+{{- printf "wandb-launch-serviceaccount-%s" .Release.Name -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "launch-agent.configMapName" -}}
@@ -128,7 +157,8 @@ Object names. Per release, so two releases in one namespace never collide.
 {{- if .Values.agent.existingApiKeySecret -}}
 {{- .Values.agent.existingApiKeySecret -}}
 {{- else -}}
-{{- printf "wandb-api-key-%s" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- /* Uncut, as the official agent derives it (a Secret name may have 253 characters). */ -}}
+{{- printf "wandb-api-key-%s" .Release.Name -}}
 {{- end -}}
 {{- end -}}
 
@@ -215,7 +245,7 @@ A map of name -> value is accepted as well as the official list of {name, value}
 {{- fail "launchConfig: `queues` must be a non-empty list of queue names" -}}
 {{- end -}}
 {{- range $queues -}}
-{{- if or (not (kindIs "string" .)) (contains "<" (toString .)) -}}
+{{- if or (not (kindIs "string" .)) (contains "<" (toString .)) (contains ">" (toString .)) -}}
 {{- fail (printf "launchConfig: queue %v is not a queue name (replace the placeholder with your queue's name)" .) -}}
 {{- end -}}
 {{- end -}}
@@ -249,8 +279,12 @@ Checks of value combinations that the schema cannot express. Included by the Dep
 {{- end -}}
 {{- if gt (int .Values.replicas) 1 -}}
 {{- $min := .Values.agent.minAvailable -}}
-{{- if and (kindIs "string" $min) (eq $min "100%") -}}
-{{- fail "agent.minAvailable: 100% would block every node drain; use a smaller value" -}}
+{{- if and (kindIs "string" $min) (hasSuffix "%" $min) -}}
+{{- /* Kubernetes rounds a minAvailable percentage up. */ -}}
+{{- $pods := ceil (divf (mulf (float64 (trimSuffix "%" $min)) (int .Values.replicas)) 100) | int -}}
+{{- if ge $pods (int .Values.replicas) -}}
+{{- fail (printf "agent.minAvailable: %s of %d replicas rounds up to %d, so no agent pod could ever be evicted and node drains would block; use a smaller value" $min (int .Values.replicas) $pods) -}}
+{{- end -}}
 {{- end -}}
 {{- if and (not (kindIs "string" $min)) (ge (int $min) (int .Values.replicas)) -}}
 {{- fail (printf "agent.minAvailable (%v) must be lower than replicas (%v), or no agent pod could ever be evicted" $min .Values.replicas) -}}
@@ -270,7 +304,20 @@ Checks of value combinations that the schema cannot express. Included by the Dep
 {{- fail (printf "additionalTargetNamespaces: %q is not a valid namespace name" $ns) -}}
 {{- end -}}
 {{- end -}}
-{{- $_ := include "launch-agent.launchConfig" . -}}
+{{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) -}}
+{{- fail "serviceAccount.create=false needs serviceAccount.name: the existing ServiceAccount the agent runs as" -}}
+{{- end -}}
+{{- $targets := splitList "," (include "launch-agent.targetNamespaces" .) -}}
+{{- range $ns, $_ := .Values.rbac.namespaces | default dict -}}
+{{- if not (has $ns $targets) -}}
+{{- fail (printf "rbac.namespaces.%s: not a target namespace; add it to additionalTargetNamespaces (targets: %s)" $ns (join ", " $targets)) -}}
+{{- end -}}
+{{- end -}}
+{{- $cfg := fromJson (include "launch-agent.launchConfig" .) -}}
+{{- $builder := get $cfg "builder" -}}
+{{- if and (kindIs "map" $builder) (eq (toString (get $builder "type")) "kaniko") (not (get $builder "build-context-store")) (not .Values.kanikoPvcName) -}}
+{{- fail "launchConfig: builder.type kaniko needs builder.build-context-store (s3://, gs:// or an Azure blob URL) or kanikoPvcName; without either every build fails" -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The launchConfig's builder type, or "". */}}
