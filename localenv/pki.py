@@ -185,3 +185,12 @@ def load(directory: Path) -> ClusterPKI:
         pair("ca"), pair("apiserver"), pair("admin"), pair("controller-manager"), pair("scheduler"),
         pair("kwok"), pair("front-proxy-client"), directory / "sa.key", directory / "sa.pub",
     )
+
+
+def create_serving(directory: Path, common_name: str, server_names: tuple[str, ...] = ("localhost",),
+                   server_ips: tuple[str, ...] = ("127.0.0.1",)) -> tuple[CertPair, CertPair]:
+    """A fresh CA and one serving certificate it signs (for loopback servers that speak TLS)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key, ca_cert = _make_ca(directory)
+    return ca, _issue(directory, "server", ca_key, ca_cert, common_name, server_names=server_names,
+                      server_ips=server_ips)

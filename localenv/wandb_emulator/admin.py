@@ -24,6 +24,9 @@ Routes (JSON in, JSON out; identifiers in paths are URL-quoted):
   GET    /_emulator/operations                      distinct operations seen
   GET    /_emulator/faults | POST {rule} | DELETE   fault injection rules
   GET    /_emulator/files?prefix=P                  uploaded file paths
+  GET    /_emulator/artifacts                       artifact versions
+  POST   /_emulator/artifacts                       {entity, project, type, name, files, aliases?,
+                                                     metadata?} seeds a committed version
   GET    /_emulator/uploads/<e>/<p>/<run>/<name>    an uploaded file's bytes
 """
 
@@ -33,6 +36,7 @@ from dataclasses import asdict
 from typing import Any
 from urllib.parse import unquote
 
+from localenv.wandb_emulator import artifact_store
 from localenv.wandb_emulator.faults import FaultInjector, FaultSpecError
 from localenv.wandb_emulator.request_log import RequestLog
 from localenv.wandb_emulator.state import LAUNCH_PROJECT, EmulatorState, Item, StateError, new_api_key
@@ -130,6 +134,14 @@ class AdminApi:
             return self.faults.rules()
         if head == "files":
             return state.list_files(query.get("prefix", ""))
+        if head == "artifacts":
+            with state.lock:
+                if method == "POST" and isinstance(body.get("entity"), str) and body["entity"]:
+                    state.ensure_entity(body["entity"], state.entities[body["entity"]].is_team
+                                        if body["entity"] in state.entities else False)
+                    if isinstance(body.get("project"), str) and body["project"]:
+                        state.ensure_project(body["entity"], body["project"])
+                return artifact_store.admin(state.artifacts, method, parts[1:], body)
         raise AdminError(404, f"no admin route {method} /_emulator/{'/'.join(parts)}")
 
     def _snapshot(self) -> dict[str, Any]:

@@ -30,6 +30,8 @@ from localenv.wandb_emulator.operations import describe, operation_name_from_tex
 from localenv.wandb_emulator.resolvers import MUTATION_RESOLVERS, QUERY_RESOLVERS, RequestContext
 
 _CACHE_LIMIT = 512
+# The base schema, then the files that extend it (each feature in its own file).
+SDL_FILES = ("schema.graphql", "artifacts.graphql")
 
 
 def _serialize_json_string(value: Any) -> str:
@@ -42,7 +44,8 @@ def _parse_json_string(value: Any) -> Any:
 
 def load_schema() -> GraphQLSchema:
     """Build the executable schema from schema.graphql and attach the resolvers."""
-    sdl = resources.files("localenv.wandb_emulator").joinpath("schema.graphql").read_text()
+    here = resources.files("localenv.wandb_emulator")
+    sdl = "\n".join(here.joinpath(name).read_text() for name in SDL_FILES)
     schema = build_schema(sdl)
     for type_name, resolvers in (("Query", QUERY_RESOLVERS), ("Mutation", MUTATION_RESOLVERS)):
         obj = schema.type_map[type_name]

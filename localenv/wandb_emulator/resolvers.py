@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from graphql import GraphQLResolveInfo
 
+from localenv.wandb_emulator import artifact_resolvers
 from localenv.wandb_emulator.state import (
     LAUNCH_PROJECT,
     Agent,
@@ -139,6 +140,7 @@ def run_view(state: EmulatorState, run: Run) -> dict[str, Any]:
         return project_view(state, found) if found is not None else None
 
     return {
+        **artifact_resolvers.run_fields(state, run),
         "id": run.id,
         "name": run.name,
         "displayName": run.display_name or run.name,
@@ -177,6 +179,7 @@ def project_view(state: EmulatorState, project: Project) -> dict[str, Any]:
         return entity_view(state, state.entities[project.entity])
 
     return {
+        **artifact_resolvers.project_fields(state, project),
         "id": project.id,
         "name": project.name,
         "entityName": project.entity,
@@ -440,6 +443,7 @@ def m_delete_from_run_queue(_root: Any, info: GraphQLResolveInfo, input: dict[st
 
 
 QUERY_RESOLVERS = {
+    **artifact_resolvers.QUERY_RESOLVERS,
     "viewer": q_viewer,
     "entity": q_entity,
     "project": q_project,
@@ -450,6 +454,7 @@ QUERY_RESOLVERS = {
 }
 
 MUTATION_RESOLVERS = {
+    **artifact_resolvers.MUTATION_RESOLVERS,
     "upsertModel": m_upsert_model,
     "upsertBucket": m_upsert_bucket,
     "createRunFiles": m_create_run_files,

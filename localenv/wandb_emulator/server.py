@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from localenv.wandb_emulator.admin import AdminApi
+from localenv.wandb_emulator.artifact_resolvers import BLOB_ROUTE, UPLOAD_ROUTE
 from localenv.wandb_emulator.faults import FaultDecision, FaultInjector
 from localenv.wandb_emulator.graphql_api import GraphQLEndpoint
 from localenv.wandb_emulator.operations import client_kind
@@ -122,7 +123,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
-        if url.path.startswith("/_emulator/uploads/"):
+        if url.path.startswith(BLOB_ROUTE) or url.path.startswith("/artifacts/"):
+            self._artifact_blob(url.path)
+        elif url.path.startswith("/_emulator/uploads/"):
             data = self.server.emulator.state.get_file(unquote(url.path[len("/_emulator/uploads/") :]))
             if data is None:
                 self._send_json(404, {"error": "no such upload"})
@@ -136,7 +139,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         url = urlsplit(self.path)
         body = self._body()
-        if url.path.startswith("/_emulator/uploads/"):
+        if url.path.startswith(UPLOAD_ROUTE):
+            if self._apply_fault("artifact_upload"):
+                return
+            state = self.server.emulator.state
+            with state.lock:
+                stored = state.artifacts.upload(unquote(url.path[len(UPLOAD_ROUTE):]), body)
+            self.server.emulator.log.record("artifact_upload", status=200 if stored else 404,
+                                            client=client_kind(self.headers.get("User-Agent", "")))
+            self._send(200, b"") if stored else self._send_json(404, {"error": "no such upload"})
+        elif url.path.startswith("/_emulator/uploads/"):
             if self._apply_fault("upload"):
                 return
             self.server.emulator.state.put_file(unquote(url.path[len("/_emulator/uploads/") :]), body)
@@ -153,6 +165,31 @@ class _Handler(BaseHTTPRequestHandler):
             self._admin("DELETE", url.path, url.query, self._body())
         else:
             self._send_json(404, {"error": "not found"})
+
+    def _artifact_blob(self, path: str) -> None:
+        """A file behind a direct URL (no auth, like a signed URL), or by the V1 storage layout
+        path ``/artifacts/<entity>/<hex md5>`` (which needs the API key)."""
+        if self._apply_fault("artifact_download"):
+            return
+        state = self.server.emulator.state
+        if path.startswith(BLOB_ROUTE):
+            key = unquote(path[len(BLOB_ROUTE):])
+        else:
+            parts = [unquote(p) for p in path.split("/")]
+            if len(parts) != 4 or self._user() is None:
+                self._send_json(404 if len(parts) != 4 else 401, {"error": "not found"})
+                return
+            with state.lock:
+                key = next((k for k in state.artifacts.blobs if k.startswith(parts[2] + "/")
+                            and k.endswith("/" + parts[3])), "")
+        with state.lock:
+            data = state.artifacts.blobs.get(key)
+        client = client_kind(self.headers.get("User-Agent", ""))
+        self.server.emulator.log.record("artifact_download", status=200 if data is not None else 404, client=client)
+        if data is None:
+            self._send_json(404, {"error": "no such file"})
+        else:
+            self._send(200, data, "application/octet-stream")
 
     def _admin(self, method: str, path: str, query: str, body: bytes) -> None:
         try:

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localenv.wandb_emulator.artifact_store import ArtifactStore
+from localenv.wandb_emulator.errors import StateError
 from localenv.wandb_emulator.queue_config import QueueConfigError, merge_run_spec
 
 LAUNCH_PROJECT = "model-registry"
@@ -27,10 +29,6 @@ ITEM_STATES = ("PENDING", "CLAIMED", "LEASED", "FAILED", "FINISHED")
 TERMINAL_RUN_STATES = frozenset({"finished", "failed", "crashed", "killed"})
 DEFAULT_PRIORITY = 2
 STATE_FILE_VERSION = 1
-
-
-class StateError(Exception):
-    """A request the backend refuses; reported to the client as a GraphQL error."""
 
 
 def encode_id(kind: str, number: int) -> str:
@@ -175,6 +173,7 @@ class EmulatorState:
         self.agents: dict[str, Agent] = {}
         self.runs: dict[tuple[str, str, str], Run] = {}
         self.files: dict[str, bytes] = {}
+        self.artifacts = ArtifactStore(self._next, self.now, self._save)
         # Indexes, so that pops and claim expiry do not scan every item ever pushed.
         self._pending: dict[str, dict[str, None]] = {}
         self._claimed: dict[str, None] = {}
@@ -217,6 +216,7 @@ class EmulatorState:
             "agents": [asdict(a) for a in self.agents.values()],
             "runs": [asdict(r) for r in self.runs.values()],
             "files": {name: base64.b64encode(data).decode() for name, data in self.files.items()},
+            "artifacts": self.artifacts.dump(),
         }
         self._state_file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self._state_file.parent, prefix=".emulator-state-")
@@ -238,6 +238,7 @@ class EmulatorState:
         self.agents = {a["id"]: Agent(**a) for a in doc["agents"]}
         self.runs = {(r["entity"], r["project"], r["name"]): Run(**r) for r in doc["runs"]}
         self.files = {name: base64.b64decode(data) for name, data in doc["files"].items()}
+        self.artifacts.load(doc.get("artifacts", {}))
         self._reindex()
 
     def reset(self) -> None:
@@ -708,6 +709,14 @@ class EmulatorState:
             entity = item.run_spec.get("entity") or self.queues[item.queue_id].entity
             if (entity, item.run_spec.get("project")) == (run.entity, run.project):
                 item.state = "FINISHED"
+
+    def delete_run_by_id(self, run_id: str) -> bool:
+        with self._lock:
+            found = [key for key, run in self.runs.items() if run.id == run_id]
+            for key in found:
+                del self.runs[key]
+            self._save()
+            return bool(found)
 
     def put_file(self, path: str, data: bytes) -> None:
         with self._lock:

@@ -14,6 +14,36 @@ from typing import Any
 WANDB_CLI = Path(sys.executable).with_name("wandb")
 
 
+def official_env(home: Path, base_url: str, api_key: str, **extra: str) -> dict[str, str]:
+    """The environment of an official W&B client process: a private HOME, the emulator's URL and key."""
+    for sub in ("wandb", ".config/wandb", ".cache/wandb"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "KUBECONFIG"}
+    env.update(
+        HOME=str(home),
+        WANDB_DIR=str(home / "wandb"),
+        WANDB_CONFIG_DIR=str(home / ".config" / "wandb"),
+        WANDB_CACHE_DIR=str(home / ".cache" / "wandb"),
+        WANDB_DATA_DIR=str(home / ".cache" / "wandb-data"),
+        WANDB_ERROR_REPORTING="false",
+        WANDB_BASE_URL=base_url,
+        WANDB_API_KEY=api_key,
+        **extra,
+    )
+    return env
+
+
+def wandb_cli(home: Path, base_url: str, api_key: str, *args: str, timeout: float = 300,
+              **extra: str) -> subprocess.CompletedProcess[str]:
+    """Run the official `wandb` CLI against an emulator; fails with its output when it exits non-zero."""
+    proc = subprocess.run([str(WANDB_CLI), *args], env=official_env(home, base_url, api_key, **extra), cwd=home,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    if proc.returncode != 0:
+        raise AssertionError(f"wandb {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
+    return proc
+
+
 class OfficialAgent:
     def __init__(
         self,
@@ -25,26 +55,15 @@ class OfficialAgent:
         *,
         max_jobs: int = 1,
         kubeconfig: Path | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.home = workdir / "home"
         self.log_path = workdir / "official-agent.log"
-        for sub in ("wandb", ".config/wandb", ".cache/wandb"):
-            (self.home / sub).mkdir(parents=True, exist_ok=True)
         if kubeconfig is not None:
             # The official agent reads ~/.kube/config only (KUBECONFIG is not consulted).
-            (self.home / ".kube").mkdir(exist_ok=True)
+            (self.home / ".kube").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(kubeconfig, self.home / ".kube" / "config")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "KUBECONFIG"}
-        env.update(
-            HOME=str(self.home),
-            WANDB_DIR=str(self.home / "wandb"),
-            WANDB_CONFIG_DIR=str(self.home / ".config" / "wandb"),
-            WANDB_CACHE_DIR=str(self.home / ".cache" / "wandb"),
-            WANDB_DATA_DIR=str(self.home / ".cache" / "wandb-data"),
-            WANDB_ERROR_REPORTING="false",
-            WANDB_BASE_URL=base_url,
-            WANDB_API_KEY=api_key,
-        )
+        env = official_env(self.home, base_url, api_key, **(extra_env or {}))
         args = [str(WANDB_CLI), "launch-agent", "-e", entity, "-j", str(max_jobs), "-v"]
         for queue in queues:
             args += ["-q", queue]
