@@ -143,6 +143,7 @@ async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Lo
         if elector is not None:
             await elector.release()
         await agent.monitor.aclose()
+        await agent.downloads.aclose()
         await health.aclose()
         await client.aclose()
         await kube.aclose()
@@ -151,6 +152,10 @@ async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Lo
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["fetch-source"]:  # the init container of code and git jobs
+        from agent.source.fetch import main as fetch_source
+        return fetch_source(argv[1:])
     args = parser().parse_args(argv)
     try:
         settings = resolve(config_path=args.config, entity=args.entity, queues=args.queues,

@@ -59,6 +59,15 @@ class AgentSettings:
     http_timeout: float = 20.0
     kaniko: KanikoSettings | None = None  # builder.type kaniko; None: prebuilt images only
     agent_image: str = ""  # LAUNCH_AGENT_IMAGE: the agent's own image (fetch steps of builds)
+    # Jobs (runSpec.job): the official agent's code PVC, the Secret with git credentials in target
+    # namespaces, per-run key Secrets (agent_image also runs the init containers that fetch code).
+    code_pvc_name: str = ""
+    code_pvc_mount_path: str = ""
+    git_credentials_secret: str = ""
+    git_credentials_file: str = ""
+    git_ca_file: str = ""  # GIT_SSL_CAINFO, as git reads it
+    max_code_bytes: int = 1 << 30
+    per_user_keys: bool = False
 
     @property
     def identity(self) -> str:
@@ -75,6 +84,12 @@ class AgentSettings:
             security_level=self.security_level,
             secure_mode=self.secure_mode,
             allowed_service_accounts=self.allowed_service_accounts,
+            source_image=self.agent_image,
+            code_pvc_name=self.code_pvc_name,
+            code_pvc_mount_path=self.code_pvc_mount_path,
+            git_credentials_secret=self.git_credentials_secret,
+            max_code_bytes=self.max_code_bytes,
+            per_user_keys=self.per_user_keys,
         )
 
 
@@ -144,6 +159,13 @@ def _float(value: str, what: str) -> float:
         return float(value)
     except ValueError:
         raise ConfigError(f"{what}: {value!r} is not a number") from None
+
+
+def _positive(value: str, what: str) -> int:
+    n = _int(value, what)
+    if n < 1:
+        raise ConfigError(f"{what}: {n} is not allowed (a positive number of bytes)")
+    return n
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -245,6 +267,15 @@ def resolve(*, config_path: str | None = None, entity: str | None = None, queues
         http_timeout=_float(env.get("WANDB_HTTP_TIMEOUT", "20"), "WANDB_HTTP_TIMEOUT"),
         kaniko=kaniko,
         agent_image=env.get("LAUNCH_AGENT_IMAGE", ""),
+        code_pvc_name=env.get("WANDB_LAUNCH_CODE_PVC_NAME", ""),
+        code_pvc_mount_path=env.get("WANDB_LAUNCH_CODE_PVC_MOUNT_PATH", ""),
+        git_credentials_secret=env.get("LAUNCH_AGENT_GIT_CREDENTIALS_SECRET", ""),
+        git_credentials_file=env.get("LAUNCH_AGENT_GIT_CREDENTIALS_FILE") or str(
+            (home or Path(env.get("HOME") or Path.home())) / ".git-credentials"),
+        git_ca_file=env.get("GIT_SSL_CAINFO", ""),
+        max_code_bytes=_positive(env.get("LAUNCH_AGENT_MAX_CODE_BYTES", str(1 << 30)),
+                                 "LAUNCH_AGENT_MAX_CODE_BYTES"),
+        per_user_keys=_bool(env.get("LAUNCH_AGENT_PER_USER_KEYS")),
     )
 
 

@@ -106,6 +106,11 @@ class Backend:
         self._client = client
         self.entity = entity
 
+    @property
+    def client(self) -> GraphQLClient:
+        """The transport, for the other W&B-side parts (job resolution)."""
+        return self._client
+
     async def _run(self, name: str, variables: dict[str, Any]) -> dict[str, Any]:
         return await self._client.execute(name, ALL_OPERATIONS[name], variables)
 

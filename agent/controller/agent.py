@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.backend.jobs import DirectUrls, JobError, JobResolver, builder_type, prepare_job
 from agent.backend.operations import Backend, PoppedItem
 from agent.backend.transport import BackendError
 from agent.config import AgentSettings
@@ -49,6 +50,7 @@ from agent.manifest import (
     selector,
 )
 from agent.metrics import Metrics
+from agent.source.git import git_checker
 
 SCHEDULER_URI = "placeholder-uri-scheduler"
 STOP_CHECK_INTERVAL = 10.0
@@ -125,6 +127,9 @@ class Agent:
         if kube.observe is None:
             kube.observe = lambda verb, seconds: metrics.observe(
                 "kube_request_seconds", "Kubernetes API latency", seconds, verb=verb)
+        self.downloads = DirectUrls()
+        self.jobs = JobResolver(backend.client, self.downloads, max_code_bytes=settings.max_code_bytes,
+                                git_check=git_checker(settings.git_credentials_file, settings.git_ca_file or True))
         self.ready = False
         self.last_loop = time.monotonic()
         self._wake = asyncio.Event()
@@ -355,8 +360,17 @@ class Agent:
             return None
         spec["run_id"] = str(spec.get("run_id") or derived_run_id(item.item_id))
         try:
+            job = await prepare_job(spec, self.jobs, builder=builder_type(self.s.agent_config))
+        except JobError as exc:
+            await self._fail(item.item_id, item.queue, str(exc), "agent")
+            return None
+        except BackendError as exc:  # may pass later: W&B hands the un-acked item out again
+            self.log.warning("resolving the job of item %s failed: %s; the item will be re-queued by W&B",
+                             item.item_id, exc)
+            return None
+        try:
             objs = build_workload(spec, item_id=item.item_id, queue=item.queue,
-                                  settings=self.s.manifest_settings())
+                                  settings=self.s.manifest_settings(), job=job)
         except ManifestError as exc:
             await self._fail(item.item_id, item.queue, exc.message if exc.rule in ("namespace",) else str(exc),
                              "agent")

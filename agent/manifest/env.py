@@ -21,13 +21,14 @@ def _chunked(name: str, payload: str) -> list[dict[str, Any]]:
 
 
 def run_env(run_spec: Mapping[str, Any], run: RunInfo, *, item_id: str, queue: str,
-            settings: ManifestSettings) -> list[dict[str, Any]]:
-    """The env vars a launched container gets; the API key only as a secretKeyRef."""
+            settings: ManifestSettings, key_secret: str | None = None) -> list[dict[str, Any]]:
+    """The env vars a launched container gets; the API key only as a secretKeyRef (to the run's own
+    Secret, `key_secret`, when the run carries a per-user key)."""
     overrides = run_spec.get("overrides") or {}
     env: list[dict[str, Any]] = [
         {"name": "WANDB_BASE_URL", "value": settings.base_url},
         {"name": "WANDB_API_KEY",
-         "valueFrom": {"secretKeyRef": {"name": settings.api_key_secret, "key": "password"}}},
+         "valueFrom": {"secretKeyRef": {"name": key_secret or settings.api_key_secret, "key": "password"}}},
     ]
     if run.project:
         env.append({"name": "WANDB_PROJECT", "value": run.project})
@@ -36,11 +37,11 @@ def run_env(run_spec: Mapping[str, Any], run: RunInfo, *, item_id: str, queue: s
         {"name": "WANDB_LAUNCH", "value": "True"},
         {"name": "WANDB_RUN_ID", "value": run.run_id},
     ]
-    if run.image_uri:
+    if run.image_uri and run.prebuilt:
         env.append({"name": "WANDB_DOCKER", "value": run.image_uri})
     if run.run_name:
         env.append({"name": "WANDB_NAME", "value": run.run_name})
-    if run.author:
+    if run.author and not key_secret:  # like the official agent: a per-user key names its own user
         env.append({"name": "WANDB_USERNAME", "value": run.author})
     sweep_id = run_spec.get("sweep_id")
     if sweep_id and isinstance(sweep_id, str):

@@ -24,6 +24,7 @@ class RunInfo:
     run_name: str
     author: str
     image_uri: str
+    prebuilt: bool = True  # the image is the run's own (docker_image, an image job), not a base image
 
     def macros(self) -> dict[str, str]:
         return {
@@ -44,7 +45,8 @@ def _as_str(value: Any, key: str = "value") -> str:
     return str(value)
 
 
-def run_info(run_spec: Mapping[str, Any]) -> RunInfo:
+def run_info(run_spec: Mapping[str, Any], *, image: str | None = None, prebuilt: bool = True) -> RunInfo:
+    """The run facts; `image` replaces the spec's own (a resolved job's image or base image)."""
     if not isinstance(run_spec, Mapping):
         raise ManifestError("run-spec", "the run spec is not an object")
     run_id = _as_str(run_spec.get("run_id"), "run_id")
@@ -55,15 +57,16 @@ def run_info(run_spec: Mapping[str, Any]) -> RunInfo:
     if not entity or not project:
         raise ManifestError("run-spec", "the run spec needs both entity and project")
     docker = run_spec.get("docker") or {}
-    image = _as_str(docker.get("docker_image") if isinstance(docker, Mapping) else None, "docker.docker_image")
-    image = image or _as_str(run_spec.get("image_uri"), "image_uri")
+    spec_image = _as_str(docker.get("docker_image") if isinstance(docker, Mapping) else None, "docker.docker_image")
+    spec_image = spec_image or _as_str(run_spec.get("image_uri"), "image_uri")
     return RunInfo(
         run_id=run_id,
         entity=entity,
         project=project,
         run_name=_as_str(run_spec.get("name"), "name"),
         author=_as_str(run_spec.get("author"), "author"),
-        image_uri=image,
+        image_uri=spec_image if image is None else image,
+        prebuilt=prebuilt if image is not None else True,
     )
 
 

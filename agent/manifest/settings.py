@@ -23,6 +23,15 @@ class ManifestSettings:
     # Service accounts a workload may name under baseline/restricted ("default" is always allowed).
     allowed_service_accounts: tuple[str, ...] = ()
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+    # Code and git jobs: the agent's own image runs the init container that fetches the code; with
+    # a code PVC (the official agent's PVC mode) the agent writes the code there instead.
+    source_image: str = ""
+    code_pvc_name: str = ""
+    code_pvc_mount_path: str = ""
+    git_credentials_secret: str = ""  # Secret (key .git-credentials) in every target namespace
+    max_code_bytes: int = 1 << 30
+    # Runs that carry their own W&B key (runSpec._wandb_api_key) get a Secret of their own.
+    per_user_keys: bool = False
 
     def targets(self) -> tuple[str, ...]:
         seen = [self.agent_namespace]

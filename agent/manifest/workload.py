@@ -7,6 +7,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from agent.jobspec import ResolvedJob
+from agent.manifest.codemount import SourcePlan, apply_code_mount, plan_source
 from agent.manifest.env import merge_env, run_env
 from agent.manifest.errors import ManifestError
 from agent.manifest.macros import RunInfo, expand_macros, kubernetes_args, run_info
@@ -107,7 +109,8 @@ def _stamp(obj: dict[str, Any], labels: Mapping[str, str], annotations: Mapping[
 
 def _prepare_pods(obj: dict[str, Any], *, env: list[dict[str, Any]], pod_labels: Mapping[str, str],
                   settings: ManifestSettings, where: str, set_image: str | None, image_forced: bool,
-                  args: list[str] | None, command: list[str] | None, job_defaults: bool) -> None:
+                  args: list[str] | None, command: list[str] | None, job_defaults: bool,
+                  default_command: list[str] | None = None, source: SourcePlan | None = None) -> None:
     templates = list(pod_templates(obj))
     if not templates:
         raise ManifestError("containers", f"{where} has no pod template with containers")
@@ -133,6 +136,8 @@ def _prepare_pods(obj: dict[str, Any], *, env: list[dict[str, Any]], pod_labels:
             main["args"] = args
         if command is not None:
             main["command"] = command
+        elif default_command and not main.get("command"):
+            main["command"] = list(default_command)
         for i, c in enumerate(containers):
             if not c.get("image"):
                 raise ManifestError("image", f"{where}: container {c.get('name', i)!r} has no image "
@@ -140,6 +145,8 @@ def _prepare_pods(obj: dict[str, Any], *, env: list[dict[str, Any]], pod_labels:
         for _, c in containers_of(pod_spec):
             merge_env(c, env)
         check_pod_spec(pod_spec, settings, where)
+        if source is not None:
+            apply_code_mount(pod_spec, source, settings)
         apply_security_defaults(pod_spec, settings)
 
 
@@ -148,19 +155,50 @@ def _user_name(meta: Mapping[str, Any]) -> str | None:
     return dns_name(str(name)) if name else None
 
 
+def _per_user_key(run_spec: Mapping[str, Any], settings: ManifestSettings) -> str | None:
+    key = run_spec.get("_wandb_api_key")
+    if key in (None, ""):
+        return None
+    if not isinstance(key, str):
+        raise ManifestError("per-user-keys", "runSpec._wandb_api_key must be a string")
+    if not settings.per_user_keys:
+        raise ManifestError("per-user-keys", "this item carries its own W&B API key (runSpec._wandb_api_key); "
+                                             "the agent runs such items only with per-user keys turned on: chart "
+                                             "value agent.perUserApiKeys=true (generator values --per-user-keys)")
+    return key
+
+
+def _job_image(run_spec: Mapping[str, Any], job: ResolvedJob | None, overrides: Mapping[str, Any],
+               settings: ManifestSettings) -> tuple[str | None, SourcePlan | None]:
+    """The image a resolved job runs on, and the plan of a code job; (None, None) without a job."""
+    if job is None:
+        if run_spec.get("job") and not run_info(run_spec).image_uri:
+            raise ManifestError("job", f"the run names job {run_spec.get('job')!r}, which was not resolved")
+        return None, None
+    if not job.has_code:
+        return job.image, None
+    builder = kubernetes_args(run_spec).get("builder") or {}
+    plan = plan_source(job, builder if isinstance(builder, Mapping) else {}, overrides, settings)
+    return plan.image, plan
+
+
 def build_workload(run_spec: Mapping[str, Any], *, item_id: str, queue: str,
-                   settings: ManifestSettings) -> list[dict[str, Any]]:
+                   settings: ManifestSettings, job: ResolvedJob | None = None) -> list[dict[str, Any]]:
     """The objects to create for one run-queue item, in creation order; the workload is last.
 
+    `job` is the resolved `runSpec.job` (agent.backend.jobs): an image job runs its image, a code or
+    git job runs on a base image with its code mounted (agent.manifest.codemount).
     Raises ManifestError (rule, message) for anything the agent refuses.
     """
     if settings.security_level not in SECURITY_LEVELS:
         raise ManifestError("security-level", f"security level {settings.security_level!r} is not one of "
                                               f"{', '.join(SECURITY_LEVELS)}")
-    run = run_info(run_spec)
     overrides = run_spec.get("overrides") or {}
     if not isinstance(overrides, Mapping):
         raise ManifestError("overrides", "overrides must be an object")
+    image, source = _job_image(run_spec, job, overrides, settings)
+    run = run_info(run_spec, image=image, prebuilt=source is None) if image else run_info(run_spec)
+    user_key = _per_user_key(run_spec, settings)
     args = _str_list(overrides.get("args"), "overrides.args")
     command = _str_list(overrides.get("entry_point"), "overrides.entry_point")
     if settings.secure_mode and command:
@@ -182,9 +220,15 @@ def build_workload(run_spec: Mapping[str, Any], *, item_id: str, queue: str,
     if is_job and kind != "Job":
         raise ManifestError("kind", f"{api_version} objects launched by the agent must be Jobs, not {kind}")
 
-    env = run_env(run_spec, run, item_id=item_id, queue=queue, settings=settings)
+    key_secret = f"{workload_name(run, item_id)}-wandb-api-key" if user_key else None
+    env = run_env(run_spec, run, item_id=item_id, queue=queue, settings=settings, key_secret=key_secret)
     annotations = _annotation_set(run, item_id, queue)
     objs: list[dict[str, Any]] = []
+    if user_key and key_secret:
+        secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
+                  "metadata": {"name": key_secret, "namespace": namespace}, "stringData": {"password": user_key}}
+        _stamp(secret, _label_set(run, item_id, queue, settings, "auxiliary"), annotations)
+        objs.append(secret)
 
     services = run_spec.get("additional_services") or []
     if not isinstance(services, list):
@@ -247,8 +291,8 @@ def build_workload(run_spec: Mapping[str, Any], *, item_id: str, queue: str,
             raise ManifestError("containers", "spec.template.spec.containers must be a list")
     _prepare_pods(obj, env=env, pod_labels=_label_set(run, item_id, queue, settings, "pod"),
                   settings=settings, where=kind, set_image=run.image_uri or None,
-                  image_forced=bool(run.image_uri) and is_job, args=args, command=command,
-                  job_defaults=is_job)
+                  image_forced=bool(run.image_uri) and run.prebuilt and is_job, args=args, command=command,
+                  job_defaults=is_job, default_command=list(job.entrypoint) if job else None, source=source)
     objs.append(obj)
     return objs
 

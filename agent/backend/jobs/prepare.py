@@ -1,0 +1,47 @@
+"""The job part of preparing a run: a popped run spec -> its resolved job (or None), checked
+against the builder the agent runs. One call for the launch pipeline's prepare stage."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from agent.backend.jobs.document import JobError
+from agent.backend.jobs.resolver import JobResolver
+from agent.jobspec import ResolvedJob
+
+Materialize = Callable[[ResolvedJob], Awaitable[None]]
+
+
+def builder_type(agent_config: Mapping[str, Any]) -> str:
+    builder = agent_config.get("builder") or {}
+    kind = builder.get("type") if isinstance(builder, Mapping) else None
+    return str(kind or "noop")
+
+
+def names_a_job(run_spec: Mapping[str, Any]) -> bool:
+    """Like the official agent: a prebuilt image (docker.docker_image, image_uri) wins over a job."""
+    docker = run_spec.get("docker") or {}
+    image = (docker.get("docker_image") if isinstance(docker, Mapping) else None) or run_spec.get("image_uri")
+    return bool(run_spec.get("job")) and not image
+
+
+async def prepare_job(run_spec: Mapping[str, Any], resolver: JobResolver, *, builder: str,
+                      materialize: Materialize | None = None) -> ResolvedJob | None:
+    """The resolved job of the run, ready to launch; JobError (the item's failure message) when it
+    cannot be. `materialize` writes a code job's source where the workload will mount it (the code
+    PVC); without it the workload's init container fetches the source."""
+    if not names_a_job(run_spec):
+        return None
+    job = await resolver.resolve(run_spec.get("job"), str(run_spec.get("entity") or ""),
+                                 str(run_spec.get("project") or ""))
+    if job.has_code and not job.base_image:
+        if builder == "kaniko":
+            raise JobError(f"job {job.name} is a {job.source_type} job and the agent's builder is kaniko, which "
+                           "this agent does not run yet; use builder type noop to run it on a base image")
+        if builder != "noop":
+            raise JobError(f"job {job.name} needs an image build and builder type {builder!r} cannot build in "
+                           "Kubernetes; use builder type noop (runs it on a base image)")
+    if job.has_code and materialize is not None:
+        await materialize(job)
+    return job
