@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--security-level", choices=("baseline", "restricted", "privileged"),
                    help="Pod Security Standard the agent enforces on runs (chart default: baseline); queue "
                         "configs that break it are refused now")
+    v.add_argument("--per-user-keys", action="store_true",
+                   help="give runs that carry their own W&B API key a Secret of their own (agent.perUserApiKeys; "
+                        "grants secrets create in target namespaces)")
     v.add_argument("--inline-secrets", action="store_true",
                    help="allow writing secrets read from environment variables into values.yaml")
     v.add_argument("--kaniko-pvc", metavar="NAME", help="PersistentVolumeClaim for kaniko build contexts")

@@ -35,7 +35,7 @@ def options(args: argparse.Namespace, env: Mapping[str, str]) -> ValuesOptions:
         kaniko_docker_config_secret=get("kaniko_docker_config_secret"),
         git_creds_secret=get("git_creds_secret"), git_creds_env=get("git_creds_env"),
         azure_storage_key_env=get("azure_storage_key_env"), agent_image=args.agent_image,
-        security_level=get("security_level"), environ=env)
+        security_level=get("security_level"), per_user_keys=bool(get("per_user_keys")), environ=env)
 
 
 def cmd_values(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, err: TextIO,

@@ -50,6 +50,7 @@ class ValuesOptions:
     azure_storage_key_env: str | None = None
     agent_image: str | None = None
     security_level: str | None = None
+    per_user_keys: bool = False
     check_secrets: bool = True  # False: RBAC only (`rbac`), no check of where secrets come from
     environ: Mapping[str, str] = field(default_factory=dict)
 
@@ -242,6 +243,8 @@ def _fill_values(d: Derived, opts: ValuesOptions, facts: agentconfig.AgentFacts,
         put(("agent", "image"), opts.agent_image)
     if opts.security_level is not None:
         put(("agent", "securityLevel"), opts.security_level)
+    if opts.per_user_keys:
+        put(("agent", "perUserApiKeys"), True)
     if opts.api_key_env:
         put(("agent", "apiKey"), opts.environ[opts.api_key_env])
     else:
