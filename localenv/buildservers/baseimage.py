@@ -85,9 +85,9 @@ def python_rootfs(log: Callable[[str], None] = _log) -> Path:
 
 def push_python(registry_url: str, log: Callable[[str], None] = _log) -> list[str]:
     """Push the base image as library/python:<tags>; returns the pushed references."""
-    rootfs = python_rootfs(log)
+    layer = oci.compress(python_rootfs(log))
     refs = []
     for tag in TAGS:
-        oci.push(registry_url, "library/python", tag, rootfs, cmd=["python3"])
+        oci.push(registry_url, "library/python", tag, layer, cmd=["python3"])
         refs.append(f"{registry_url.removeprefix('http://')}/library/python:{tag}")
     return refs

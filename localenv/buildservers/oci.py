@@ -48,17 +48,24 @@ def _upload_blob(http: httpx.Client, base: str, repo: str, data: bytes) -> str:
     return digest
 
 
-def push(base: str, repo: str, tag: str, layer_tar: bytes | Path, *, env: list[str] | None = None,
-         entrypoint: list[str] | None = None, cmd: list[str] | None = None, user: str = "",
-         auth: tuple[str, str] | None = None) -> str:
-    """Push a one-layer linux/amd64 image to ``base`` (http://host:port); returns the manifest digest."""
+def compress(layer_tar: bytes | Path) -> tuple[bytes, str]:
+    """(gzipped layer, diff id) of an uncompressed tar layer."""
     raw = layer_tar.read_bytes() if isinstance(layer_tar, Path) else layer_tar
-    compressed = gzip.compress(raw, mtime=0)
+    return gzip.compress(raw, compresslevel=1, mtime=0), _digest(raw)
+
+
+def push(base: str, repo: str, tag: str, layer_tar: bytes | Path | tuple[bytes, str], *,
+         env: list[str] | None = None, entrypoint: list[str] | None = None, cmd: list[str] | None = None,
+         user: str = "", auth: tuple[str, str] | None = None) -> str:
+    """Push a one-layer linux/amd64 image to ``base`` (http://host:port); returns the manifest digest.
+
+    *layer_tar* is an uncompressed tar (bytes or a file) or what ``compress`` returned."""
+    compressed, diff_id = layer_tar if isinstance(layer_tar, tuple) else compress(layer_tar)
     config = {"architecture": "amd64", "os": "linux",
               "config": {"Env": env or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
                          **({"Entrypoint": entrypoint} if entrypoint else {}), **({"Cmd": cmd} if cmd else {}),
                          **({"User": user} if user else {})},
-              "rootfs": {"type": "layers", "diff_ids": [_digest(raw)]}}
+              "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
     config_bytes = json.dumps(config, sort_keys=True).encode()
     with httpx.Client(timeout=120.0, auth=auth) as http:
         layer_digest = _upload_blob(http, base, repo, compressed)
