@@ -87,7 +87,7 @@ KANIKO = "queues: [q]\nenvironment: {type: aws, region: us-east-1}\nbuilder:\n  
 
 def test_kaniko_without_context_store_or_pvc_is_refused(render, render_error) -> None:
     err = render_error({"agent": {"apiKey": API_KEY}, "launchConfig": KANIKO})
-    assert "launchConfig: builder.type kaniko needs builder.build-context-store" in err
+    assert "launchConfig: builder.build-context-store: a kaniko builder needs a build context store" in err
     render(values={"agent": {"apiKey": API_KEY}, "launchConfig": KANIKO, "kanikoPvcName": "contexts"})
     render(values={"agent": {"apiKey": API_KEY}, "launchConfig": KANIKO + "  build-context-store: s3://b/p\n"})
 

@@ -91,7 +91,8 @@ def test_official_kaniko_builder_gets_build_rules_in_agent_namespace(render) -> 
     values = {
         "agent": {"image": "wandb/launch-agent:0.17.3", "apiKey": API_KEY},
         "additionalTargetNamespaces": ["t1"],
-        "launchConfig": "queues: [q]\nbuilder:\n  type: kaniko\n  build-context-store: s3://b/c\n",
+        "launchConfig": "queues: [q]\nenvironment: {type: aws, region: us-east-1}\nbuilder:\n  type: kaniko\n"
+                        "  build-context-store: s3://contexts\n",
     }
     roles = roles_by_namespace(render(values=values, namespace="ml"))
     assert grants(roles["ml"], "", "configmaps", "create")

@@ -313,10 +313,46 @@ Checks of value combinations that the schema cannot express. Included by the Dep
 {{- fail (printf "rbac.namespaces.%s: not a target namespace; add it to additionalTargetNamespaces (targets: %s)" $ns (join ", " $targets)) -}}
 {{- end -}}
 {{- end -}}
+{{- $_ := include "launch-agent.launchConfig" . -}}
+{{- include "launch-agent.validateBuilder" . -}}
+{{- end -}}
+
+{{/*
+A kaniko builder that cannot build: no context store and no kanikoPvcName, a store whose scheme
+does not match environment.type, a registry URI that is not of its registry.type.
+*/}}
+{{- define "launch-agent.validateBuilder" -}}
 {{- $cfg := fromJson (include "launch-agent.launchConfig" .) -}}
-{{- $builder := get $cfg "builder" -}}
-{{- if and (kindIs "map" $builder) (eq (toString (get $builder "type")) "kaniko") (not (get $builder "build-context-store")) (not .Values.kanikoPvcName) -}}
-{{- fail "launchConfig: builder.type kaniko needs builder.build-context-store (s3://, gs:// or an Azure blob URL) or kanikoPvcName; without either every build fails" -}}
+{{- $builder := get $cfg "builder" | default dict -}}
+{{- $env := get $cfg "environment" | default dict -}}
+{{- $registry := get $cfg "registry" | default dict -}}
+{{- if and (kindIs "map" $builder) (eq (toString (get $builder "type")) "kaniko") -}}
+{{- $store := toString (get $builder "build-context-store" | default "") -}}
+{{- $cloud := "" -}}
+{{- if kindIs "map" $env -}}{{- $cloud = toString (get $env "type" | default "") -}}{{- end -}}
+{{- if and (not $store) (not .Values.kanikoPvcName) -}}
+{{- fail "launchConfig: builder.build-context-store: a kaniko builder needs a build context store (s3://bucket/path, gs://bucket/path or https://<account>.blob.core.windows.net/<container>/path) or the value kanikoPvcName" -}}
+{{- end -}}
+{{- if and $store (not .Values.kanikoPvcName) -}}
+{{- $want := "" -}}
+{{- if hasPrefix "s3://" $store -}}{{- $want = "aws" -}}
+{{- else if hasPrefix "gs://" $store -}}{{- $want = "gcp" -}}
+{{- else if regexMatch "^https://[^./]+\\.blob\\.core\\.windows\\.net/[^/]+" $store -}}{{- $want = "azure" -}}
+{{- else -}}
+{{- fail (printf "launchConfig: builder.build-context-store: %q is not an s3://, gs:// or https://<account>.blob.core.windows.net/<container> URI" $store) -}}
+{{- end -}}
+{{- if ne $want $cloud -}}
+{{- fail (printf "launchConfig: builder.build-context-store: %q needs environment.type %s, not %s" $store $want ($cloud | default "none")) -}}
+{{- end -}}
+{{- end -}}
+{{- if kindIs "map" $registry -}}
+{{- $type := toString (get $registry "type" | default "") -}}
+{{- $uri := toString (get $registry "uri" | default "") -}}
+{{- $patterns := dict "ecr" "^(https://)?[\\w-]+\\.dkr\\.ecr\\.[\\w-]+\\.amazonaws\\.com/" "gcr" "^(https://)?[\\w-]+-docker\\.pkg\\.dev/" "acr" "^(https://)?\\w+\\.azurecr\\.io/" -}}
+{{- if and $type $uri (hasKey $patterns $type) (not (regexMatch (get $patterns $type) $uri)) -}}
+{{- fail (printf "launchConfig: registry.uri: %q is not a %s URI, which registry.type %s needs" $uri $type $type) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
