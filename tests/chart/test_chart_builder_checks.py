@@ -41,3 +41,21 @@ def test_builders_that_cannot_build_are_refused(render_error, config: str, extra
 ])
 def test_builders_that_can_build_render(render, config: str, extra: dict) -> None:
     assert any(o["kind"] == "Deployment" for o in render(_values(config, **extra)))
+
+
+def _agent_ns_rules(objs: list[dict], ns: str = "default") -> list[dict]:
+    role = next(o for o in objs if o["kind"] == "Role" and o["metadata"]["namespace"] == ns)
+    return role["rules"]
+
+
+def test_kaniko_rbac_of_our_agent(render) -> None:
+    keyless = ("environment: {type: azure}\nbuilder: {type: kaniko, build-context-store: "
+               "'https://acct.blob.core.windows.net/builds/ctx', destination: myreg.azurecr.io/runs}\n")
+    rules = _agent_ns_rules(render(_values(keyless)))
+    assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]} in rules
+    keyed = _agent_ns_rules(render(_values(keyless, azureStorageAccessKey="a2V5")))
+    assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]} not in keyed
+    s3 = AWS + "builder: {type: kaniko, build-context-store: 's3://b', destination: r.example/x}\n"
+    with_config = _agent_ns_rules(render(_values(s3, kanikoDockerConfigSecret="regcred")))
+    assert {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["regcred"], "verbs": ["get"]} in with_config
+    assert not any("create" in r["verbs"] and r["resources"] == ["secrets"] for r in with_config)
