@@ -9,6 +9,7 @@ agent's identity, role ``build``) and annotations (the image, the context digest
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Any
 import httpx2 as httpx
 
 from agent.build import context, registry, status, stores
-from agent.build.job import ANN_IMAGE, CONTAINER, KanikoSettings, build_job, build_name
+from agent.build.job import ANN_IMAGE, CONTAINER, ROLE_BUILD, KanikoSettings, build_job, build_name
 from agent.build.source import BuildError, BuildSource
 from agent.build.uris import ImageRef, image_ref
-from agent.kube.client import JOBS, PODS, Kube, KubeError, ResourceType
+from agent.kube.client import JOBS, PODS, Kube, KubeError, ResourceType, WatchExpired
+from agent.manifest import LABEL_ROLE
 from agent.manifest.settings import ManifestSettings
 
 SECRETS = ResourceType("", "v1", "Secret", "secrets")
@@ -160,6 +162,34 @@ class Builder:
             if text:
                 return text
         return ""
+
+    async def wait(self, name: str, timeout: float | None = None) -> dict[str, Any] | None:
+        """The build Job once it is finished (watched, not polled); None when it is deleted first."""
+        selector = f"{LABEL_ROLE}={ROLE_BUILD}"
+
+        async def follow() -> dict[str, Any] | None:
+            while True:
+                try:
+                    items, rv = await self.kube.list(JOBS, self.namespace, selector)
+                    found = next((j for j in items if j["metadata"]["name"] == name), None)
+                    if found is None:
+                        return None
+                    if status.job_state(found).state != status.BUILDING:
+                        return found
+                    async for etype, obj in self.kube.watch(JOBS, self.namespace, selector, rv):
+                        if etype == "BOOKMARK" or obj["metadata"]["name"] != name:
+                            continue
+                        if etype == "DELETED":
+                            return None
+                        if status.job_state(obj).state != status.BUILDING:
+                            return obj
+                except WatchExpired:
+                    continue
+                except (KubeError, httpx.HTTPError) as exc:
+                    self.log.warning("watching build Job %s/%s: %s; watching again", self.namespace, name, exc)
+                    await asyncio.sleep(2.0)
+
+        return await asyncio.wait_for(follow(), timeout)
 
     async def finish(self, name: str) -> None:
         """Delete a finished build Job (Background propagation: its pod and context Secret go too)."""

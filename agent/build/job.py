@@ -154,6 +154,8 @@ def build_job(settings: KanikoSettings, manifest: ManifestSettings, *, image_uri
     pod_meta["labels"] = {**(pod_meta.get("labels") or {}), **labels}
     spec.setdefault("backoffLimit", 0)
     spec.setdefault("ttlSecondsAfterFinished", BUILD_TTL)
+    # The pod's deadline counts from its start; this one also ends a build that never schedules.
+    spec.setdefault("activeDeadlineSeconds", 3 * int(pod.get("activeDeadlineSeconds") or DEFAULT_DEADLINE))
     pod.setdefault("restartPolicy", "Never")
     pod.setdefault("activeDeadlineSeconds", DEFAULT_DEADLINE)
     pod.setdefault("serviceAccountName", settings.service_account or "default")
