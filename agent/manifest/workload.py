@@ -115,7 +115,10 @@ def _prepare_pods(obj: dict[str, Any], *, env: list[dict[str, Any]], pod_labels:
     if not templates:
         raise ManifestError("containers", f"{where} has no pod template with containers")
     for tmpl in templates:
-        tmeta = tmpl.setdefault("metadata", {})
+        if tmpl.get("metadata") is None:
+            tmpl["metadata"] = {}
+        tmeta = tmpl["metadata"]
+        check_meta(tmeta, f"{where} pod template")
         check_annotations(tmeta, settings, where)
         _sanitize_user_labels(tmeta)
         tmeta["labels"] = {**(tmeta.get("labels") or {}), **pod_labels}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agent.manifest import ManifestError, ManifestSettings, build_workload, pod_templates
@@ -32,6 +32,8 @@ ids = st.text(min_size=1, max_size=80)
 
 @settings(max_examples=300, deadline=None)
 @given(config=configs, run_id=ids, project=st.text(min_size=1, max_size=80), item=ids)
+@example(config={"spec": {"template": {"metadata": None}}}, run_id="r", project="p", item="i")
+@example(config={"spec": {"template": {"metadata": "x"}}}, run_id="r", project="p", item="i")
 def test_refused_or_valid(config, run_id, project, item):
     spec = {"entity": "e", "project": project, "run_id": run_id, "docker": {"docker_image": "img:1"},
             "resource_args": {"kubernetes": config}}
