@@ -136,3 +136,24 @@ def test_frozen_installer_reports_failed_packages(tmp_path: Path, monkeypatch: p
     assert calls[0] == ("good==1", "bad==2", "wandb")
     err = capsys.readouterr().err
     assert status.failed_packages("noise\n" + err) == ["bad==2"]
+
+
+def test_build_source_from_a_resolved_job(tmp_path: Path) -> None:
+    from agent.build.step import build_source
+    from agent.jobspec import ArtifactRef, ResolvedJob
+
+    code = tmp_path / "src"
+    (code / ".job").mkdir(parents=True)
+    (code / ".job" / "requirements.frozen.txt").write_text("numpy==2.0\n")
+    job = ResolvedJob(name="e/p/trainer:latest", source_type="repo", entrypoint=("python", "train.py"),
+                      runtime="3.10", dockerfile="docker/Dockerfile", build_context="app",
+                      job=ArtifactRef(id="i", entity="e", project="p", collection="trainer", version=7, digest="d"))
+    spec = {"overrides": {"entry_point": ["python", "other.py"], "dockerfile": "Dockerfile.gpu"},
+            "builder": {"accelerator": {"base_image": "nvidia/cuda:12.4.1-base-ubuntu22.04"}}, "docker": {"user_id": 1234}}
+    src = build_source(job, code, spec)
+    assert src.source_string == "trainer:v7"  # what the official agent hashes into the tag
+    assert (src.entrypoint, src.python_version, src.dockerfile, src.build_context, src.override_dockerfile) == \
+        (("python", "other.py"), "3.10", "docker/Dockerfile", "app", "Dockerfile.gpu")
+    assert (src.accelerator_base_image, src.user_id) == ("nvidia/cuda:12.4.1-base-ubuntu22.04", 1234)
+    assert (code / "requirements.frozen.txt").read_text() == "numpy==2.0\n"
+    assert build_source(job, code, {}).entrypoint == ("python", "train.py")
