@@ -20,30 +20,33 @@ EXIT_BAD_INPUT = 2
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + self.formatException(record.exc_info)
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
-                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+                 "level": record.levelname.lower(), "logger": record.name, "message": message}
         return json.dumps(entry)
 
 
-class _Redact(logging.Filter):
-    """Belt and braces: the API key never reaches a log line, whatever code logged it."""
+class _Redacting(logging.Formatter):
+    """Belt and braces: the API key never reaches a log line, whatever code logged it (messages,
+    arguments and tracebacks alike: the whole formatted line is scrubbed)."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, inner: logging.Formatter, secret: str) -> None:
         super().__init__()
+        self._inner = inner
         self._secret = secret
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._secret and self._secret in record.getMessage():
-            record.msg = record.getMessage().replace(self._secret, "***")
-            record.args = ()
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        line = self._inner.format(record)
+        return line.replace(self._secret, "***") if self._secret else line
 
 
 def setup_logging(fmt: str, verbosity: int, secret: str) -> logging.Logger:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
-    handler.addFilter(_Redact(secret))
+    inner = _JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                                                     "%Y-%m-%dT%H:%M:%S")
+    handler.setFormatter(_Redacting(inner, secret))
     log = logging.getLogger("launch-agent")
     log.handlers[:] = [handler]
     log.propagate = False
@@ -67,13 +70,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Logger) -> int:
+    from agent.backend.jobs import DirectUrls, JobResolver, JobStep, builder_type
     from agent.backend.operations import Backend
-    from agent.backend.transport import GraphQLClient
+    from agent.backend.transport import BackendError, GraphQLClient
     from agent.controller.agent import Agent, FatalError
-    from agent.health import HealthServer
+    from agent.health import HealthServer, Heartbeats
     from agent.kube.client import Kube
     from agent.kube.lease import LeaderElector
     from agent.metrics import Metrics
+    from agent.source.git import git_checker
 
     metrics = Metrics()
 
@@ -88,62 +93,74 @@ async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Lo
         log.error("cannot load Kubernetes credentials (%s): %s", kubeconfig or "in-cluster, $KUBECONFIG, "
                   "~/.kube/config", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return EXIT_BAD_INPUT
-    client = GraphQLClient(settings.base_url, settings.api_key, timeout=settings.http_timeout, observe=observe)
-    agent = Agent(settings, Backend(client, settings.entity), kube, metrics, log)
+    client = GraphQLClient(settings.base_url, settings.api_key, timeout=settings.http_timeout,
+                           mutation_timeout=settings.mutation_timeout, observe=observe)
+    heartbeats = Heartbeats()
+    downloads = DirectUrls()
+    resolver = JobResolver(client, downloads, max_code_bytes=settings.max_code_bytes,
+                           git_check=git_checker(settings.git_credentials_file, settings.git_ca_file or True))
+    preparers = [JobStep(resolver, builder=builder_type(settings.agent_config))]
     stop = asyncio.Event()
-    lost = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     elector: LeaderElector | None = None
     if settings.leader_election:
+        duration = settings.lease_duration
         elector = LeaderElector(kube, namespace=settings.namespace, name=settings.lease_name,
-                                identity=settings.pod_name or f"{settings.identity}-{id(agent):x}", log=log)
-
-    def live() -> bool:
-        return not agent.ready or time.monotonic() - agent.last_loop < 120
+                                identity=settings.pod_name or f"{settings.identity}-{id(stop):x}", log=log,
+                                duration=duration, renew_deadline=duration * 2 / 3, retry=duration / 7.5)
+    current: list[Agent] = []
 
     def ready() -> bool:
-        return agent.ready or (elector is not None and not elector.is_leader)
+        if elector is not None and not elector.valid():
+            return True  # a standby is ready: it is waiting for the lease by design
+        return bool(current) and current[-1].ready
 
-    health = HealthServer(metrics, live=live, ready=ready, port=settings.health_port)
+    health = HealthServer(metrics, live=heartbeats.ok, ready=ready, port=settings.health_port)
     await health.start()
     log.info("health endpoints on port %d", health.port)
     code = 0
-    hold: asyncio.Task[None] | None = None
     try:
-        if elector is not None:
-            log.info("waiting for lease %s/%s as %s", settings.namespace, settings.lease_name, elector.identity)
-            if not await elector.acquire(stop):
-                return 0
-            hold = asyncio.create_task(elector.hold(stop, lost))
-        await agent.run(stop, leader_lost=lost)
-        if lost.is_set():
-            code = 1
+        while not stop.is_set():
+            lost = asyncio.Event()
+            hold: asyncio.Task[None] | None = None
+            if elector is not None:
+                log.info("waiting for lease %s/%s as %s", settings.namespace, settings.lease_name, elector.identity)
+                if not await elector.acquire(stop):
+                    break
+                hold = asyncio.create_task(elector.hold(stop, lost))
+            agent = Agent(settings, Backend(client, settings.entity), kube, metrics, log, heartbeats=heartbeats,
+                          gate=elector.valid if elector is not None else None, preparers=preparers)
+            current.append(agent)
+            try:
+                await agent.run(stop, leader_lost=lost if elector is not None else None)
+            finally:
+                if hold is not None:
+                    hold.cancel()
+                    await asyncio.gather(hold, return_exceptions=True)
+                await agent.monitor.aclose()
+                current.clear()
+            if not lost.is_set():
+                break
+            log.info("back to standby")
     except FatalError as exc:
         log.error("%s", exc)
         code = EXIT_BAD_INPUT
-    except Exception as exc:
-        from agent.backend.transport import BackendError
-        if isinstance(exc, BackendError):
-            if exc.status in (401, 403):
-                log.error("cannot start: W&B rejected the API key (HTTP %s); check WANDB_API_KEY and "
-                          "WANDB_BASE_URL", exc.status)
-                code = EXIT_BAD_INPUT
-            else:
-                log.error("cannot start: %s", exc)
-                code = 1
+    except BackendError as exc:
+        if exc.status in (401, 403):
+            log.error("cannot start: W&B rejected the API key (HTTP %s); check WANDB_API_KEY and "
+                      "WANDB_BASE_URL", exc.status)
+            code = EXIT_BAD_INPUT
         else:
-            raise
+            log.error("cannot start: %s", exc)
+            code = 1
     finally:
         stop.set()
-        if hold is not None:
-            await asyncio.gather(hold, return_exceptions=True)
         if elector is not None:
             await elector.release()
-        await agent.monitor.aclose()
-        await agent.downloads.aclose()
+        await downloads.aclose()
         await health.aclose()
         await client.aclose()
         await kube.aclose()

@@ -68,6 +68,11 @@ class AgentSettings:
     git_ca_file: str = ""  # GIT_SSL_CAINFO, as git reads it
     max_code_bytes: int = 1 << 30
     per_user_keys: bool = False
+    mutation_timeout: float = 120.0  # pops, fails, pushes: waited for longer, never sent twice blindly
+    max_resumes: int = 5  # a preempted run is requeued at most this many times
+    resync_interval: float = 300.0  # full re-list and re-discovery of kinds
+    shutdown_grace: float = 20.0  # after SIGTERM: seconds for creates, acks and reports in flight
+    lease_duration: float = 15.0
 
     @property
     def identity(self) -> str:
@@ -276,7 +281,19 @@ def resolve(*, config_path: str | None = None, entity: str | None = None, queues
         max_code_bytes=_positive(env.get("LAUNCH_AGENT_MAX_CODE_BYTES", str(1 << 30)),
                                  "LAUNCH_AGENT_MAX_CODE_BYTES"),
         per_user_keys=_bool(env.get("LAUNCH_AGENT_PER_USER_KEYS")),
+        mutation_timeout=_seconds(env, "LAUNCH_AGENT_MUTATION_TIMEOUT", "120"),
+        max_resumes=_int(env.get("LAUNCH_AGENT_MAX_RESUMES", "5"), "LAUNCH_AGENT_MAX_RESUMES"),
+        resync_interval=_seconds(env, "LAUNCH_AGENT_RESYNC_INTERVAL", "300"),
+        shutdown_grace=_seconds(env, "LAUNCH_AGENT_SHUTDOWN_GRACE", "20"),
+        lease_duration=_seconds(env, "LAUNCH_AGENT_LEASE_DURATION", "15"),
     )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
+    value = _float(env.get(name, default), name)
+    if value <= 0:
+        raise ConfigError(f"{name}: {value:g} is not allowed (a positive number of seconds)")
+    return value
 
 
 def _service_account_namespace() -> str:

@@ -1,11 +1,44 @@
-"""`/healthz`, `/readyz` and `/metrics` on one port, served by a minimal asyncio HTTP/1.1 server."""
+"""`/healthz`, `/readyz` and `/metrics` on one port, served by a minimal asyncio HTTP/1.1 server,
+and the heartbeats that decide liveness.
+
+Liveness says whether the process is stuck, not whether W&B or the API server is slow: every loop
+beats at least once per `max_silence` seconds, and each loop's `max_silence` is longer than the
+worst case of the calls it waits on (they are all bounded). A loop that is blocked past that,
+or an event loop that cannot answer the probe at all, fails it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from agent.metrics import Metrics
+
+
+class Heartbeats:
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._silence: dict[str, float] = {}
+
+    def register(self, name: str, max_silence: float) -> None:
+        self._silence[name] = max_silence
+        self._last[name] = time.monotonic()
+
+    def unregister(self, name: str) -> None:
+        self._silence.pop(name, None)
+        self._last.pop(name, None)
+
+    def beat(self, name: str) -> None:
+        if name in self._silence:
+            self._last[name] = time.monotonic()
+
+    def stalled(self) -> list[str]:
+        now = time.monotonic()
+        return sorted(n for n, limit in self._silence.items() if now - self._last[n] > limit)
+
+    def ok(self) -> bool:
+        return not self.stalled()
 
 
 class HealthServer:

@@ -222,6 +222,8 @@ def rbac_table(d: Derived) -> list[dict[str, Any]]:
                 rules.append({"apiGroup": group, "resource": resource, "verbs": ["create", "get", "delete"],
                               "resourceNames": [], "why": ["chart default, official image: per-run API-key Secret"]})
                 continue
+            if (group, resource) == ("batch", "jobs") and official:
+                verbs = rbac.OFFICIAL_LAUNCH_VERBS
             rules.append({"apiGroup": group, "resource": resource, "verbs": list(verbs), "resourceNames": [],
                           "why": [f"chart default: {reason}"]})
         grants = d.plan.grants_in(None if ns == agent_ns else ns)

@@ -1,6 +1,7 @@
 """The RBAC rules the agent needs beyond the chart's defaults, and why.
 
-The chart always grants, in every target namespace: batch/jobs create/get/list/watch/delete,
+The chart always grants, in every target namespace: batch/jobs create/get/list/watch/patch/delete
+(patch: our agent records what W&B was told on the workload; not with the official image),
 pods get/list/watch, pods/log get, events get/list/watch and get on the API-key Secret only.
 This module adds only what the queues and the builder need on top, in the namespace that needs
 it: each custom-resource kind where a queue launches it (`rbac.namespaces.<ns>.rules`, or
@@ -17,7 +18,9 @@ from generator.agentconfig import AgentFacts
 from generator.plurals import plural_for
 from generator.queues import QueueInfo
 
-LAUNCH_VERBS = ("create", "get", "list", "watch", "delete")
+# patch: our agent writes its bookkeeping (annotations, its finalizer) on the workloads it launched.
+LAUNCH_VERBS = ("create", "get", "list", "watch", "patch", "delete")
+OFFICIAL_LAUNCH_VERBS = ("create", "get", "list", "watch", "delete")
 CHART_DEFAULTS = (
     ("batch", "jobs", LAUNCH_VERBS, "launch, watch and cancel Jobs"),
     ("", "pods", ("get", "list", "watch"), "follow the pods of runs"),
@@ -110,7 +113,8 @@ def derive_rbac(queues: Sequence[QueueInfo], facts: AgentFacts, plurals: Mapping
             raise PluralError(q)
         ns = queue_namespace(q, agent_namespace, official_image)
         target = plan.agent_ns if ns is None else plan.namespaces.setdefault(ns, [])
-        _add(target, Grant(q.group, plural, LAUNCH_VERBS, reasons=(f"queue {q.file}: {q.kind_label}",)))
+        verbs = OFFICIAL_LAUNCH_VERBS if official_image else LAUNCH_VERBS
+        _add(target, Grant(q.group, plural, verbs, reasons=(f"queue {q.file}: {q.kind_label}",)))
     if facts.builder == "kaniko":
         why = ("builder kaniko: build Jobs in the agent namespace",)
         _add(plan.agent_ns, Grant("batch", "jobs/status", ("get",), reasons=why))

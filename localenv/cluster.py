@@ -522,6 +522,34 @@ def _up_once(
     return state
 
 
+def restart(state_dir: Path, name: str, *, down_for: float = 0.0, timeout: float = 120.0,
+            tie_to_parent: bool = True) -> int:
+    """Stop one component of a running localenv by its PID and start it again with the same command
+    line, after *down_for* seconds (fault tests: an API server or etcd restart). Waits until the
+    component answers again; returns its new PID."""
+    state_dir = state_dir.expanduser().resolve()
+    state = State.load(state_dir)
+    if state is None or name not in state.pids:
+        raise LocalenvError(f"{state_dir}: no {name} recorded")
+    pid = state.pids[name]
+    if not is_ours(pid, state_dir):
+        raise LocalenvError(f"{name} (pid {pid}) is not running in {state_dir}")
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    _stop_group({name: pid}, state_dir, grace=10.0)
+    if down_for > 0:
+        time.sleep(down_for)
+    state.pids[name] = _spawn(name, argv, state_dir, tie_to_parent)
+    state.save()
+    if name == "etcd":
+        _wait("etcd /health", lambda: _http_ok(f"http://127.0.0.1:{state.ports['etcd']}/health", expect="true"),
+              timeout, state_dir, {name: state.pids[name]})
+    elif name == "kube-apiserver":
+        ctx = _client_context(pki.load(state_dir / "pki"))
+        _wait("kube-apiserver /readyz", lambda: _http_ok(f"{state.server}/readyz", ctx), timeout, state_dir,
+              {name: state.pids[name]})
+    return state.pids[name]
+
+
 def down(state_dir: Path) -> list[str]:
     """Stop the processes recorded in *state_dir* and remove it. Returns the names stopped."""
     state_dir = state_dir.expanduser().resolve()

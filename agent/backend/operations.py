@@ -78,6 +78,24 @@ Q_RUN_STATE = """query RunState($project: String!, $entity: String!, $name: Stri
   }
 }"""
 
+Q_RUN_QUEUE_ITEM = """query GetRunQueueItem($projectName: String!, $entityName: String!, $runQueue: String!,
+    $itemId: ID!) {
+  project(name: $projectName, entityName: $entityName) {
+    runQueue(name: $runQueue) {
+      runQueueItem(id: $itemId) { id state associatedRunId }
+    }
+  }
+}"""
+
+M_PUSH_BY_NAME = """mutation pushToRunQueueByName($entityName: String!, $projectName: String!, $queueName: String!,
+    $runSpec: JSONString!) {
+  pushToRunQueueByName(input: {entityName: $entityName, projectName: $projectName, queueName: $queueName,
+      runSpec: $runSpec}) {
+    runQueueItemId
+    runSpec
+  }
+}"""
+
 ALL_OPERATIONS = {
     "Viewer": Q_VIEWER,
     "ProjectRunQueues": Q_PROJECT_RUN_QUEUES,
@@ -91,7 +109,15 @@ ALL_OPERATIONS = {
     "updateRunQueueItemWarning": M_WARN,
     "RunStoppedStatus": Q_RUN_STOPPED,
     "RunState": Q_RUN_STATE,
+    "GetRunQueueItem": Q_RUN_QUEUE_ITEM,
+    "pushToRunQueueByName": M_PUSH_BY_NAME,
 }
+
+
+@dataclass(frozen=True)
+class ItemState:
+    state: str  # PENDING, CLAIMED, LEASED, FAILED, FINISHED (upper case)
+    run_id: str
 
 
 @dataclass(frozen=True)
@@ -110,9 +136,13 @@ class Backend:
     def client(self) -> GraphQLClient:
         """The transport, for the other W&B-side parts (job resolution)."""
         return self._client
+    def worst_case(self, mutation: bool) -> float:
+        """Seconds one call can take at most, retries included."""
+        return self._client.worst_case(mutation)
 
     async def _run(self, name: str, variables: dict[str, Any]) -> dict[str, Any]:
-        return await self._client.execute(name, ALL_OPERATIONS[name], variables)
+        query = ALL_OPERATIONS[name]
+        return await self._client.execute(name, query, variables, mutation=query.startswith("mutation"))
 
     async def viewer_entity(self) -> str:
         """The API key's default entity (used when no entity is configured, like the official agent)."""
@@ -190,3 +220,21 @@ class Backend:
         data = await self._run("RunState", {"project": project, "entity": entity, "name": run_id})
         run = (data.get("project") or {}).get("run")
         return None if not run else str(run.get("state") or "")
+
+    async def item_state(self, queue: str, item_id: str) -> ItemState | None:
+        """The state W&B holds for a run-queue item (None when the item or queue is not found)."""
+        data = await self._run("GetRunQueueItem", {"projectName": LAUNCH_PROJECT, "entityName": self.entity,
+                                                   "runQueue": queue, "itemId": item_id})
+        item = ((data.get("project") or {}).get("runQueue") or {}).get("runQueueItem")
+        if not item:
+            return None
+        return ItemState(state=str(item.get("state") or "").upper(), run_id=str(item.get("associatedRunId") or ""))
+
+    async def push(self, queue: str, run_spec: dict[str, Any]) -> str:
+        """Put a run spec on a queue of the agent's entity (the preemption requeue); the new item id."""
+        data = await self._run("pushToRunQueueByName", {"entityName": self.entity, "projectName": LAUNCH_PROJECT,
+                                                        "queueName": queue, "runSpec": json.dumps(run_spec)})
+        pushed = data.get("pushToRunQueueByName") or {}
+        if not pushed.get("runQueueItemId"):
+            raise BackendError(f"W&B did not add the run to queue {queue}")
+        return str(pushed["runQueueItemId"])

@@ -3,6 +3,7 @@ pods and events, as stable texts so each is reported once."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,3 +118,55 @@ def pod_warnings(pod: dict[str, Any]) -> list[str]:
     if status.get("phase") == "Failed" and status.get("reason") in ("Evicted", "Preempting"):
         out.append(f"pod {name} was {status.get('reason')}: {status.get('message', '')}".rstrip(": "))
     return out
+
+
+def _parse_time(text: Any) -> dt.datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def suspended(obj: dict[str, Any]) -> bool:
+    """Held back on purpose (Kueue, a user): Job `spec.suspend`, JobSet `spec.suspend`, Kubeflow
+    `spec.runPolicy.suspend`. The start timeout never applies to a suspended workload."""
+    spec = obj.get("spec") or {}
+    if not isinstance(spec, dict):
+        return False
+    run_policy = spec.get("runPolicy") if isinstance(spec.get("runPolicy"), dict) else {}
+    return spec.get("suspend") is True or run_policy.get("suspend") is True
+
+
+def ever_started(obj: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
+    """Whether any pod of the workload has ever run: the start timeout applies only until then.
+
+    A Job that counted a failed or succeeded pod has run one (its retry pod may be Pending again);
+    a custom resource that has a Running condition (true or not any more) or a phase past pending
+    has started; a pod that is running or finished counts for every kind."""
+    if any((p.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed") for p in pods):
+        return True
+    status = obj.get("status") or {}
+    if not isinstance(status, dict):
+        return False
+    if obj.get("apiVersion", "").startswith("batch/") and obj.get("kind") == "Job":
+        return any(int(status.get(k) or 0) > 0 for k in ("failed", "succeeded", "ready"))
+    conds = status.get("conditions") or []
+    if any(isinstance(c, dict) and str(c.get("type", "")).lower() == "running" for c in conds):
+        return True
+    state = status.get("state")
+    if isinstance(state, dict) and state.get("phase"):
+        return _PHASES.get(str(state["phase"]).lower(), STARTING) != STARTING
+    return workload_status(obj).state != STARTING
+
+
+def start_clock(obj: dict[str, Any]) -> dt.datetime | None:
+    """When the start timeout began to run: creation, or the moment a suspended Job was resumed."""
+    started = _parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
+    for cond in ((obj.get("status") or {}).get("conditions") or []):
+        if isinstance(cond, dict) and cond.get("type") == "Suspended" and str(cond.get("status")) == "False":
+            resumed = _parse_time(cond.get("lastTransitionTime"))
+            if resumed and (started is None or resumed > started):
+                started = resumed
+    return started

@@ -1,12 +1,15 @@
 """The Kubernetes side: one authenticated connection (lightkube's kubeconfig / in-cluster loader),
-API discovery for plural and scope, create/delete/list/watch on plain dicts.
+API discovery for plural and scope, create/get/patch/delete/list/watch on plain dicts, and the
+rules this identity holds (SelfSubjectRulesReview).
 
 Creation is idempotent: object names are deterministic per run-queue item, so `409 AlreadyExists`
-means "already launched" and returns the existing object.
+means "already launched" and returns the existing object. At most `max_concurrency` requests are
+in flight at once (watches are not counted).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -46,6 +49,7 @@ PODS = ResourceType("", "v1", "Pod", "pods")
 JOBS = ResourceType("batch", "v1", "Job", "jobs")
 EVENTS = ResourceType("", "v1", "Event", "events")
 LEASES = ResourceType("coordination.k8s.io", "v1", "Lease", "leases")
+CONFIGMAPS = ResourceType("", "v1", "ConfigMap", "configmaps")
 
 
 class KubeError(Exception):
@@ -78,26 +82,29 @@ def _error(resp: httpx.Response) -> KubeError:
 
 class Kube:
     def __init__(self, http: httpx.AsyncClient, namespace: str = "default",
-                 observe: Callable[[str, float], None] | None = None) -> None:
+                 observe: Callable[[str, float], None] | None = None, max_concurrency: int = 16) -> None:
         self._http = http
         self.default_namespace = namespace
         self._types: dict[tuple[str, str], ResourceType] = {}
+        self._groups: dict[str, str] = {}
         self.observe = observe
+        self._limit = asyncio.Semaphore(max(1, max_concurrency))
 
     async def _send(self, verb: str, method: str, path: str, **kw: Any) -> httpx.Response:
-        started = time.monotonic()
-        try:
-            return await self._http.request(method, path, **kw)
-        finally:
-            if self.observe is not None:
-                self.observe(verb, time.monotonic() - started)
+        async with self._limit:
+            started = time.monotonic()
+            try:
+                return await self._http.request(method, path, **kw)
+            finally:
+                if self.observe is not None:
+                    self.observe(verb, time.monotonic() - started)
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None, timeout: float = 30.0) -> Kube:
+    def connect(cls, kubeconfig: str | None = None, timeout: float = 30.0, max_concurrency: int = 16) -> Kube:
         config = KubeConfig.from_file(kubeconfig).get() if kubeconfig else KubeConfig.from_env().get()
         params = client_adapter.ConnectionParams(timeout=httpx.Timeout(timeout))
         http = client_adapter.AsyncClient(config, params)
-        return cls(http, config.namespace or "default")
+        return cls(http, config.namespace or "default", max_concurrency=max_concurrency)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -144,6 +151,57 @@ class Kube:
         if resp.status_code != 200:
             raise _error(resp)
         return resp.json()
+
+    async def patch(self, rt: ResourceType, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """JSON merge patch; None when the object is gone. A `metadata.resourceVersion` in *body*
+        makes it conditional (409 when the object changed meanwhile)."""
+        resp = await self._send("patch", "PATCH", rt.path(namespace, name), content=json.dumps(body),
+                                headers={"Content-Type": "application/merge-patch+json"})
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise _error(resp)
+        result: dict[str, Any] = resp.json()
+        return result
+
+    async def preferred_version(self, group: str) -> str:
+        """The preferred version of an API group ('' when the group is not served)."""
+        if group in self._groups:
+            return self._groups[group]
+        resp = await self._send("discover", "GET", f"/apis/{group}")
+        version = ""
+        if resp.status_code == 200:
+            version = str(((resp.json().get("preferredVersion") or {}).get("version")) or "")
+        elif resp.status_code != 404:
+            raise _error(resp)
+        self._groups[group] = version
+        return version
+
+    async def kind_of(self, group: str, plural: str) -> ResourceType | None:
+        """The resource type of `plural` in `group` at its preferred version, or None."""
+        version = await self.preferred_version(group) if group else "v1"
+        if not version:
+            return None
+        path = f"/apis/{group}/{version}" if group else "/api/v1"
+        resp = await self._send("discover", "GET", path)
+        if resp.status_code != 200:
+            return None
+        for res in resp.json().get("resources", []):
+            if res.get("name") == plural:
+                rt = ResourceType(group, version, str(res.get("kind")), plural, bool(res.get("namespaced")))
+                self._types[(rt.api_version, rt.kind)] = rt
+                return rt
+        return None
+
+    async def rules(self, namespace: str) -> list[dict[str, Any]]:
+        """The resource rules this identity holds in *namespace* (SelfSubjectRulesReview)."""
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+                "spec": {"namespace": namespace}}
+        resp = await self._send("review", "POST", "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+                                content=json.dumps(body), headers={"Content-Type": "application/json"})
+        if resp.status_code not in (200, 201):
+            raise _error(resp)
+        return list((resp.json().get("status") or {}).get("resourceRules") or [])
 
     async def delete(self, rt: ResourceType, namespace: str, name: str) -> bool:
         """Delete with background propagation; False when it was already gone (404 is success)."""
@@ -215,10 +273,19 @@ class Kube:
         return resp.text if resp.status_code == 200 else ""
 
     async def request(self, method: str, path: str, body: dict[str, Any] | None = None,
-                      content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
-        resp = await self._send(method.lower(), method, path,
-                                content=json.dumps(body) if body is not None else None,
-                                headers={"Content-Type": content_type})
+                      content_type: str = "application/json",
+                      timeout: float | None = None) -> tuple[int, dict[str, Any]]:
+        """A raw call outside the concurrency cap (the lease must never wait behind launches)."""
+        kw: dict[str, Any] = {"content": json.dumps(body) if body is not None else None,
+                              "headers": {"Content-Type": content_type}}
+        if timeout is not None:
+            kw["timeout"] = httpx.Timeout(timeout)
+        started = time.monotonic()
+        try:
+            resp = await self._http.request(method, path, **kw)
+        finally:
+            if self.observe is not None:
+                self.observe(method.lower(), time.monotonic() - started)
         try:
             return resp.status_code, resp.json()
         except ValueError:

@@ -1,17 +1,45 @@
 """Watches what the agent launched: one list+watch per (namespace, resource type) with the agent's
-label selector, re-listing on `410 Gone` and after any error. Keeps the latest object per name and
-the pods per run-queue item."""
+label selector, re-listing on `410 Gone` and after any error (with capped backoff). Keeps the
+latest object per name, the pods per run-queue item, and every pod disruption seen (a pod that is
+evicted or preempted disappears soon after; the disruption is remembered until the agent has
+written it onto the workload).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.kube.client import PODS, Kube, ResourceType, WatchExpired
+from agent.kube.client import PODS, Kube, KubeError, ResourceType, WatchExpired
 from agent.manifest import LABEL_ITEM
+
+Key = tuple[str, str, str]  # (resource key, namespace, name)
+
+# DisruptionTarget reasons that mean "the run did not fail, its node or pod was taken away".
+DISRUPTION_REASONS = frozenset({"EvictionByEvictionAPI", "PreemptionByScheduler", "TerminationByKubelet",
+                                "DeletionByTaintManager", "DeletionByPodGC"})
+
+
+def pod_disruption(pod: dict[str, Any]) -> str | None:
+    """`reason: message` of a pod's DisruptionTarget condition, or None."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type") == "DisruptionTarget" and \
+                str(cond.get("status")) == "True" and cond.get("reason") in DISRUPTION_REASONS:
+            name = (pod.get("metadata") or {}).get("name", "")
+            return f"pod {name}: {cond['reason']}: {cond.get('message', '')}".rstrip(": ")
+    return None
+
+
+def _newer(a: Any, b: Any) -> bool:
+    """Whether resourceVersion a is newer than b (they are etcd revisions; opaque ones never are)."""
+    try:
+        return int(a) > int(b)
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass
@@ -20,22 +48,28 @@ class _Stream:
     namespace: str
     task: asyncio.Task[None] | None = None
     synced: asyncio.Event = field(default_factory=asyncio.Event)
+    beat: float = field(default_factory=time.monotonic)
+    error: KubeError | None = None
+    error_since: float = 0.0
 
 
 class Monitor:
     def __init__(self, kube: Kube, selector: str, *, log: logging.Logger,
-                 on_event: Callable[[], None] | None = None,
-                 observe: Callable[[str, float, bool], None] | None = None) -> None:
+                 on_event: Callable[[], None] | None = None, watch_seconds: int = 60,
+                 workload_selector: str | None = None) -> None:
         self._kube = kube
         self._selector = selector
+        self._workload_selector = workload_selector or selector
         self._log = log
         self._on_event = on_event
+        self._watch_seconds = watch_seconds
         self._streams: dict[tuple[str, str], _Stream] = {}
-        # (rt.key, namespace, name) -> latest object; removed names go to `gone`
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.gone: set[tuple[str, str, str]] = set()
+        self.objects: dict[Key, dict[str, Any]] = {}
+        self.gone: set[Key] = set()
         # item label -> pod name -> pod
         self.pods: dict[str, dict[str, dict[str, Any]]] = {}
+        # item label -> the first disruption seen on one of its pods
+        self.disruptions: dict[str, str] = {}
 
     def ensure(self, rt: ResourceType, namespace: str) -> _Stream:
         key = (rt.key, namespace)
@@ -52,14 +86,59 @@ class Monitor:
         stream = self._streams.get((rt.key, namespace))
         return stream is not None and stream.synced.is_set()
 
+    def all_synced(self) -> bool:
+        return all(s.synced.is_set() for s in self._streams.values())
+
+    def refused(self, rt: ResourceType, namespace: str, longer_than: float) -> KubeError | None:
+        """The 4xx error (RBAC, kind not served) that has kept this stream from listing for a while."""
+        stream = self._streams.get((rt.key, namespace))
+        if stream is None or stream.error is None or stream.synced.is_set():
+            return None
+        if time.monotonic() - stream.error_since < longer_than:
+            return None
+        return stream.error
+
+    def stalest_beat(self) -> float:
+        """Seconds since the least recently active stream last heard from the API server."""
+        now = time.monotonic()
+        return max((now - s.beat for s in self._streams.values()), default=0.0)
+
     def watched(self) -> list[tuple[ResourceType, str]]:
         return [(s.rt, s.namespace) for s in self._streams.values()]
+
+    def inject(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """An object this process just created, known before its watch event arrives."""
+        meta = obj.get("metadata") or {}
+        key = (rt.key, str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if key not in self.objects:
+            self.objects[key] = obj
+            self.gone.discard(key)
+
+    def update(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """An object as this process just wrote it (newer than the cache until its event arrives)."""
+        meta = obj.get("metadata") or {}
+        key = (rt.key, str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if key in self.gone:
+            return
+        current = self.objects.get(key)
+        if current is not None and _newer((current.get("metadata") or {}).get("resourceVersion"),
+                                          meta.get("resourceVersion")):
+            return
+        self.objects[key] = obj
+
+    def relist(self) -> None:
+        """Start every stream over from a fresh list (the periodic resync)."""
+        for stream in self._streams.values():
+            if stream.task is not None:
+                stream.task.cancel()
+            stream.task = asyncio.create_task(self._run(stream), name=f"watch {stream.rt.key} in {stream.namespace}")
 
     async def aclose(self) -> None:
         tasks = [s.task for s in self._streams.values() if s.task]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._streams.clear()
 
     def _apply(self, rt: ResourceType, namespace: str, etype: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
@@ -68,6 +147,9 @@ class Monitor:
             item = (meta.get("labels") or {}).get(LABEL_ITEM)
             if not item:
                 return
+            disruption = pod_disruption(obj)
+            if disruption and item not in self.disruptions:
+                self.disruptions[item] = disruption
             if etype == "DELETED":
                 pods = self.pods.get(item, {})
                 pods.pop(name, None)
@@ -84,10 +166,13 @@ class Monitor:
                 self.gone.clear()
                 self.gone.add(key)
         else:
-            self.objects[key] = obj
+            current = self.objects.get(key)
+            if etype == "ADDED" or current is None or not _newer(
+                    (current.get("metadata") or {}).get("resourceVersion"), meta.get("resourceVersion")):
+                self.objects[key] = obj
             self.gone.discard(key)
 
-    def _replace(self, rt: ResourceType, namespace: str, items: list[dict[str, Any]]) -> None:
+    def _replace(self, rt: ResourceType, namespace: str, items: list[dict[str, Any]], listed_at: str = "") -> None:
         if rt == PODS:
             for item in list(self.pods):
                 pods = self.pods[item]
@@ -97,7 +182,10 @@ class Monitor:
                     self.pods.pop(item)
         else:
             fresh = {(rt.key, namespace, i["metadata"]["name"]) for i in items}
-            for key in [k for k in self.objects if k[0] == rt.key and k[1] == namespace and k not in fresh]:
+            # Objects written after the list was taken (created by this process meanwhile) stay.
+            stale = [k for k, o in self.objects.items() if k[0] == rt.key and k[1] == namespace and k not in fresh
+                     and not _newer((o.get("metadata") or {}).get("resourceVersion"), listed_at)]
+            for key in stale:
                 self.objects.pop(key)
                 self.gone.add(key)
         for item in items:
@@ -105,16 +193,21 @@ class Monitor:
 
     async def _run(self, stream: _Stream) -> None:
         rt, ns = stream.rt, stream.namespace
+        sel = self._selector if rt == PODS else self._workload_selector
         delay = 1.0
         while True:
             try:
-                items, rv = await self._kube.list(rt, ns, self._selector)
-                self._replace(rt, ns, items)
+                items, rv = await self._kube.list(rt, ns, sel)
+                self._replace(rt, ns, items, rv)
                 stream.synced.set()
+                stream.error = None
+                stream.beat = time.monotonic()
                 self._notify()
                 delay = 1.0
                 while True:
-                    async for etype, obj in self._kube.watch(rt, ns, self._selector, rv):
+                    async for etype, obj in self._kube.watch(rt, ns, sel, rv,
+                                                             timeout_seconds=self._watch_seconds):
+                        stream.beat = time.monotonic()
                         new_rv = (obj.get("metadata") or {}).get("resourceVersion")
                         if new_rv:
                             rv = new_rv
@@ -122,12 +215,19 @@ class Monitor:
                             continue
                         self._apply(rt, ns, etype, obj)
                         self._notify()
+                    stream.beat = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except WatchExpired:
                 self._log.info("watch of %s in %s expired (410), re-listing", rt.key, ns)
             except Exception as exc:
-                self._log.warning("watch of %s in %s failed: %s; retrying in %.0fs", rt.key, ns, exc, delay)
+                if isinstance(exc, KubeError) and 400 <= exc.status < 500 and not stream.synced.is_set():
+                    if stream.error is None:
+                        stream.error_since = time.monotonic()
+                    stream.error = exc
+                self._log.warning("watch of %s in %s failed: %s; retrying in %.0fs", rt.key, ns,
+                                  exc or type(exc).__name__, delay)
+                stream.beat = time.monotonic()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 

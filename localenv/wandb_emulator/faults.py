@@ -1,7 +1,8 @@
 """Fault injection per operation: added latency, an HTTP error status, an in-band GraphQL
-error, or a dropped connection. Rules match an operation name (``*`` matches any; the
-non-GraphQL routes are named ``file_stream`` and ``upload``) and may fire a limited number
-of times."""
+error, a dropped connection (the request is not processed), or a lost response (the request
+is processed, then the connection is dropped before the answer: what a client sees when an
+answer is lost on the way). Rules match an operation name (``*`` matches any; the non-GraphQL
+routes are named ``file_stream`` and ``upload``) and may fire a limited number of times."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-FAULT_KINDS = ("latency", "status", "graphql_error", "drop")
+FAULT_KINDS = ("latency", "status", "graphql_error", "drop", "lose_response")
 
 
 class FaultSpecError(ValueError):
@@ -39,6 +40,7 @@ class FaultDecision:
     status: int | None = None
     graphql_error: str | None = None
     drop: bool = False
+    lose_response: bool = False
 
 
 class FaultInjector:
@@ -100,6 +102,10 @@ class FaultInjector:
                         decision.status = rule.status
                     elif rule.kind == "graphql_error":
                         decision.graphql_error = rule.message
+                    elif rule.kind == "lose_response":
+                        if decision.lose_response:
+                            continue
+                        decision.lose_response = True
                     else:
                         decision.drop = True
                 else:

@@ -90,6 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _apply_fault(self, operation: str) -> bool:
         """Apply injected faults; True when the request has been answered (or dropped)."""
         decision: FaultDecision = self.server.emulator.faults.decide(operation)
+        self._lose_response = decision.lose_response
         if decision.delay:
             time.sleep(decision.delay)
         if decision.drop:
@@ -229,14 +230,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"data": None, "errors": [{"message": f"emulator internal error: {exc!r}"}]})
             return
         errors = outcome.body.get("errors")
+        lost = getattr(self, "_lose_response", False)
         emulator.log.record(
             outcome.operation,
-            status=200,
+            status=0 if lost else 200,
             client=client,
             summary=outcome.summary,
             variables=body.get("variables") if isinstance(body.get("variables"), dict) else None,
-            error="; ".join(str(e.get("message")) for e in errors) if errors else None,
+            error="injected fault: response lost" if lost else
+            ("; ".join(str(e.get("message")) for e in errors) if errors else None),
         )
+        if lost:  # processed, but the answer never reaches the client
+            self._drop()
+            return
         self._send_json(200, outcome.body)
 
     def _file_stream(self, path: str, raw: bytes) -> None:

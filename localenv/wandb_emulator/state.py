@@ -100,6 +100,10 @@ class Item:
     associated_run_id: str | None = None
     error: dict[str, Any] | None = None
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    # Every failRunQueueItem and ackRunQueueItem call for this item, accepted or not, so tests
+    # can count a second report instead of reading only the first one's effect.
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    acks: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -508,7 +512,12 @@ class EmulatorState:
         with self._lock:
             self._expire_claims()
             item = self.items.get(item_id)
-            if item is None or item.state != "CLAIMED" or item.claimed_by_user != user.username:
+            accepted = item is not None and item.state == "CLAIMED" and item.claimed_by_user == user.username
+            if item is not None:
+                item.acks.append({"runName": run_name, "accepted": accepted, "at": self.now()})
+            if item is None or not accepted:
+                if item is not None:
+                    self._save()
                 return False
             item.state = "LEASED"
             item.acked_at = self.now()
@@ -528,7 +537,13 @@ class EmulatorState:
         with self._lock:
             self._expire_claims()
             item = self.items.get(item_id)
-            if item is None or item.state not in ("CLAIMED", "LEASED"):
+            accepted = item is not None and item.state in ("CLAIMED", "LEASED")
+            if item is not None:
+                item.reports.append({"kind": "fail", "message": message, "stage": stage, "accepted": accepted,
+                                     "at": self.now()})
+            if item is None or not accepted:
+                if item is not None:
+                    self._save()
                 return False
             item.state = "FAILED"
             item.error = {"message": message, "stage": stage, "filePaths": list(file_paths or [])}

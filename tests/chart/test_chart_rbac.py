@@ -30,10 +30,9 @@ def test_duplicate_target_namespaces_collapse(render) -> None:
 
 def test_default_role_is_what_interfaces_md_lists(render) -> None:
     role = roles_by_namespace(render(files=(BASIC,), namespace="ml"))["ml"]
-    for verb in ("create", "get", "list", "watch", "delete"):
+    for verb in ("create", "get", "list", "watch", "patch", "delete"):
         assert grants(role, "batch", "jobs", verb)
-    for verb in ("update", "patch"):
-        assert not grants(role, "batch", "jobs", verb)
+    assert not grants(role, "batch", "jobs", "update")
     assert grants(role, "", "pods", "watch") and not grants(role, "", "pods", "create")
     assert grants(role, "", "pods/log", "get")
     assert grants(role, "", "events", "list")

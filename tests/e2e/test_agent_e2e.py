@@ -60,7 +60,7 @@ def crds(kube) -> None:
 
 
 def role_rules(secret: str) -> list[dict[str, Any]]:
-    verbs = ["create", "get", "list", "watch", "delete"]
+    verbs = ["create", "get", "list", "watch", "patch", "delete"]
     return [
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": verbs},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
@@ -471,7 +471,7 @@ def test_forbidden_namespace_and_missing_rbac_reach_the_user(site, namespace):
     wait_for("both failed", lambda: site.emu.item(refused)["state"] == "FAILED"
              and site.emu.item(missing)["state"] == "FAILED")
     msg = site.emu.item(refused)["error"]["message"]
-    assert msg.startswith("403: cannot create jobs.batch") and other in msg
+    assert msg.startswith("403: cannot create Job") and other in msg and "not allowed" in msg
     assert "JobSet" in site.emu.item(missing)["error"]["message"]
     assert agent.terminate() == 0
 

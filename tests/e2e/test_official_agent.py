@@ -31,7 +31,7 @@ RECORD = os.environ.get("RECORD_OFFICIAL_AGENT_OPERATIONS") == "1"
 ENTITY = "e2e"
 RUN_SECONDS = "localenv.launch-agent.dev/run-seconds"
 
-SCENARIOS = ("no-cluster", "cluster")
+SCENARIOS = ("no-cluster", "cluster", "preemption", "client")
 
 
 def _key(op: dict[str, Any]) -> str:
@@ -43,7 +43,7 @@ def fixture_doc(operations: list[dict[str, Any]]) -> dict[str, Any]:
     ordered = sorted(unique.values(), key=lambda op: (op["client"], op["name"].lower(), _key(op)))
     return {
         "wandb_version": wandb.__version__,
-        "note": "GraphQL operations the official agent sent to the emulator; regenerate with "
+        "note": "GraphQL operations the official agent and client sent to the emulator; regenerate with "
                 "`.venv/bin/python tests/e2e/record_official_agent_operations.py`",
         "operations": ordered,
     }
@@ -149,7 +149,9 @@ def test_official_agent_registers_polls_fails_an_unlaunchable_item_and_stops(
     operations_fixture.check("no-cluster", emulator.operations())
 
 
-def test_official_client_creates_a_queue_pushes_and_reads_back(emulator: EmulatorClient, tmp_path: Path) -> None:
+def test_official_client_creates_a_queue_pushes_and_reads_back(
+    emulator: EmulatorClient, tmp_path: Path, operations_fixture: OperationsFixture
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HOME=str(tmp_path), WANDB_DIR=str(tmp_path), WANDB_CONFIG_DIR=str(tmp_path),
                WANDB_CACHE_DIR=str(tmp_path), WANDB_ERROR_REPORTING="false", **emulator.env())
@@ -164,6 +166,7 @@ def test_official_client_creates_a_queue_pushes_and_reads_back(emulator: Emulato
     }
     assert [v["name"] for v in seen["template_variables"]] == ["ns", "workers"]
     assert seen["items"] == seen["pushed"] and seen["states"] == ["pending", "pending"]
+    operations_fixture.check("client", emulator.operations())
     low, high = (emulator.item(i) for i in seen["pushed"])
     assert low["run_spec"]["resource_args"]["kubernetes"] == {"metadata": {"namespace": "jobs"}, "spec": {"parallelism": 2}}
     assert (low["priority"], high["priority"]) == (3, 0)
@@ -262,3 +265,58 @@ def test_official_agent_full_lifecycle_on_the_local_control_plane(
         stop_agent(emulator, agent, expect_exit=False)
     assert not [e for e in emulator.requests() if e["error"]], "every request was answered without error"
     operations_fixture.check("cluster", emulator.operations())
+
+
+PREEMPTED_QUEUE_CONFIG = {
+    "apiVersion": "kubeflow.org/v1",
+    "kind": "PyTorchJob",
+    "metadata": {"name": "ptj-${run_id}"},
+    "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "restartPolicy": "Never", "template": {
+        "spec": {"containers": [{"name": "pytorch", "image": "${image_uri}"}]},
+    }}}},
+}
+
+
+def preempt_pod_of(kube: Any, ns: str, workload: dict[str, Any], labels: dict[str, str], reason: str) -> None:
+    """Play the training operator and the scheduler: a pod of the workload that was preempted
+    (phase Failed with a DisruptionTarget condition, as the kubelet leaves it)."""
+    name = f"{workload['metadata']['name']}-master-0"
+    kube.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": name, "namespace": ns, "labels": labels,
+        "ownerReferences": [{"apiVersion": workload["apiVersion"], "kind": workload["kind"],
+                             "name": workload["metadata"]["name"], "uid": workload["metadata"]["uid"]}]},
+        "spec": {"nodeName": "no-such-node", "restartPolicy": "Never",
+                 "containers": [{"name": "pytorch", "image": "busybox:1.36"}]}})
+    status = {"phase": "Failed", "reason": "Preempted", "conditions": [
+        {"type": "DisruptionTarget", "status": "True", "reason": reason,
+         "message": "the node was reclaimed", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    kube.kubectl("patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge",
+                 "-p", json.dumps({"status": status}))
+
+
+@pytest.mark.cluster
+def test_official_agent_requeues_a_preempted_run(
+    emulator: EmulatorClient, tmp_path: Path, kube: Any, namespace: Any, operations_fixture: OperationsFixture
+) -> None:
+    """The official agent's preemption requeue, for real: a PyTorchJob whose pod is preempted goes
+    back on its queue as the same run with `_resume_count` 1 (pushToRunQueueByName)."""
+    ns = namespace("preempt")
+    kube.apply(crds.PYTORCHJOB)
+    emulator.create_queue(ENTITY, "preempt", {**PREEMPTED_QUEUE_CONFIG, "metadata": {
+        **PREEMPTED_QUEUE_CONFIG["metadata"], "namespace": ns}})
+    first = emulator.push(ENTITY, "preempt", run_spec("pre1", image="pytorch/pytorch:2.5"))
+    with OfficialAgent(tmp_path, emulator.url, emulator.api_key, ENTITY, ["preempt"],
+                       kubeconfig=Path(kube.kubeconfig)) as agent:
+        (registered,) = wait_until(emulator.agents, 60, "the agent to register", agent)
+        (cr,) = wait_until(lambda: kube.get("pytorchjobs.kubeflow.org", namespace=ns), 120, "the PyTorchJob", agent)
+        preempt_pod_of(kube, ns, cr, {"wandb.ai/monitor": "true", "wandb.ai/agent": registered["name"]},
+                       "PreemptionByScheduler")
+        items = wait_until(lambda: len(emulator.items(ENTITY, "preempt")) == 2 and emulator.items(ENTITY, "preempt"),
+                           120, "the requeued item", agent)
+        stop_agent(emulator, agent, expect_exit=False)
+    requeued = next(i for i in items if i["id"] != first["id"])
+    assert requeued["run_spec"]["run_id"] == "pre1" and requeued["run_spec"]["_resume_count"] == 1
+    (push,) = emulator.requests("pushToRunQueueByName")
+    assert push["variables"]["queueName"] == "preempt" and push["variables"]["projectName"] == "model-registry"
+    operations_fixture.check("preemption", emulator.operations())
+    (tmp_path / "requeued-spec.json").write_text(json.dumps(requeued["run_spec"]))

@@ -40,15 +40,20 @@ def settings(emu: Emu, **kw: Any) -> AgentSettings:
 
 
 class NoClusterAgent(Agent):
-    """These tests have no cluster: nothing to re-adopt (re-adoption is covered end to end)."""
+    """These tests have no cluster: nothing to watch or adopt (that is covered end to end)."""
 
-    async def adopt(self) -> bool:
-        return True
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+
+        async def no_cluster(*, relist: bool) -> None:
+            return None
+
+        self.resync.once = no_cluster  # type: ignore[method-assign]
 
 
 def make_agent(emu: Emu, **kw: Any) -> tuple[Agent, GraphQLClient]:
     s = settings(emu, **kw)
-    client = GraphQLClient(s.base_url, s.api_key, timeout=2, attempts=3, backoff=(0.01, 0.05))
+    client = GraphQLClient(s.base_url, s.api_key, timeout=2, mutation_timeout=2, attempts=3, backoff=(0.01, 0.05))
     # Kubernetes is never reached on these paths; an address nothing listens on makes sure of that.
     kube = Kube(httpx2.AsyncClient(base_url="http://127.0.0.1:9"), "wandb")
     return NoClusterAgent(s, Backend(client, s.entity), kube, Metrics(), logging.getLogger("test-agent")), client
@@ -78,14 +83,23 @@ def test_operations_round_trip(emu):
             emu.admin("POST", f"/runs/{ENTITY}/proj/run1", {"state": "running", "stopped": True})
             assert await backend.run_stopped(ENTITY, "proj", "run1") is True
             assert await backend.run_state(ENTITY, "proj", "run1") == "running"
+            state = await backend.item_state("q", item.item_id)
+            assert state is not None and (state.state, state.run_id) == ("LEASED", "run1")
             assert await backend.fail(item.item_id, "boom", "run")
+            assert not await backend.fail(item.item_id, "again", "run")  # W&B records it, answers false
             assert (await backend.launch_agent(agent.agent_id))["stopPolling"] is False
+            pushed = await backend.push("q", {**SPEC, "run_id": "run1", "_resume_count": 1})
+            again = await backend.pop("q", agent.agent_id)
+            assert again is not None and again.item_id == pushed and again.run_spec["_resume_count"] == 1
+            assert await backend.item_state("q", "UnVuUXVldWVJdGVtOjk5OQ==") is None
         finally:
             await client.aclose()
 
     asyncio.run(scenario())
     got = emu.item(item_id)
     assert got["state"] == "FAILED" and got["error"]["message"] == "boom"
+    assert [(r["message"], r["accepted"]) for r in got["reports"]] == [("boom", True), ("again", False)]
+    assert [a["accepted"] for a in got["acks"]] == [True]
     assert got["warnings"][0]["message"] == "pod p is Unschedulable"
 
 
@@ -118,33 +132,68 @@ def test_missing_queue_is_fatal(emu):
     asyncio.run(scenario())
 
 
-def test_retries_transient_errors_and_not_client_errors(emu):
+def test_queries_are_retried_and_mutations_only_when_they_cannot_have_been_applied(emu):
     emu.queue("q")
 
     async def scenario() -> None:
         agent, client = make_agent(emu)
         try:
             await agent.register()
+            agent_id = agent.agent_id
+            emu.clear_requests()
+            # A query is safe to send again after anything retryable.
+            for kind, extra in (("status", {"status": 500}), ("drop", {}), ("lose_response", {})):
+                emu.admin("POST", "/faults", {"operation": "LaunchAgent", "kind": kind, "times": 1, **extra})
+                assert (await agent.backend.launch_agent(agent_id))["id"] == agent_id
+            # 503 and 429 come before any work is done: a mutation is retried after them.
             emu.admin("POST", "/faults", {"operation": "popFromRunQueue", "kind": "status", "status": 503,
                                           "times": 2})
-            assert await agent.backend.pop("q", agent.agent_id) is None  # third attempt succeeds
-            emu.admin("POST", "/faults", {"operation": "popFromRunQueue", "kind": "drop", "times": 1})
-            assert await agent.backend.pop("q", agent.agent_id) is None
+            assert await agent.backend.pop("q", agent_id) is None  # third attempt succeeds
+            # A dropped connection, a lost answer or a 500 may hide an applied pop: never sent twice.
+            for kind, extra in (("drop", {}), ("lose_response", {}), ("status", {"status": 500})):
+                emu.admin("POST", "/faults", {"operation": "popFromRunQueue", "kind": kind, "times": 1, **extra})
+                with pytest.raises(BackendError) as err:
+                    await agent.backend.pop("q", agent_id)
+                assert err.value.ambiguous
             emu.admin("POST", "/faults", {"operation": "popFromRunQueue", "kind": "status", "status": 400,
                                           "times": 1})
             with pytest.raises(BackendError) as err:
-                await agent.backend.pop("q", agent.agent_id)
-            assert err.value.status == 400 and not err.value.retryable
+                await agent.backend.pop("q", agent_id)
+            assert err.value.status == 400 and not err.value.retryable and not err.value.ambiguous
             emu.admin("POST", "/faults", {"operation": "popFromRunQueue", "kind": "graphql_error",
                                           "message": "nope", "times": 1})
             with pytest.raises(BackendError, match="nope"):
-                await agent.backend.pop("q", agent.agent_id)
+                await agent.backend.pop("q", agent_id)
         finally:
             await client.aclose()
 
     asyncio.run(scenario())
     counts = emu.admin("GET", "/counts")
-    assert counts["popFromRunQueue"] == 3 + 2 + 1 + 1
+    assert counts["LaunchAgent"] == 3 * 2
+    assert counts["popFromRunQueue"] == 3 + 3 + 1 + 1
+
+
+def test_a_slow_answer_is_waited_for_not_sent_again(emu):
+    """A mutation that takes longer than the query timeout is awaited: applied once."""
+    emu.queue("q")
+    item_id = emu.enqueue("q", {**SPEC, "run_id": "slow"})
+
+    async def scenario() -> None:
+        s = settings(emu)
+        client = GraphQLClient(s.base_url, s.api_key, timeout=0.5, mutation_timeout=10, attempts=3,
+                               backoff=(0.01, 0.05))
+        backend = Backend(client, ENTITY)
+        try:
+            agent_id = await backend.create_launch_agent([q["id"] for q in await backend.run_queues()], "h", {}, "v")
+            emu.admin("POST", "/faults", {"operation": "popFromRunQueue", "kind": "latency", "seconds": 1.5})
+            item = await backend.pop("q", agent_id)
+            assert item is not None and item.item_id == item_id
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    assert emu.admin("GET", "/counts")["popFromRunQueue"] == 1
+    assert emu.item(item_id)["claim_count"] == 1
 
 
 def run_agent_until(emu: Emu, done, limit: float = 60.0, **kw: Any) -> Agent:

@@ -54,3 +54,35 @@ def test_json_logs_never_print_the_key():
     assert key not in buf.getvalue() and "***" in lines[0]["message"]
     assert lines[1]["level"] == "warning"
     logging.getLogger("launch-agent").handlers.clear()
+
+
+def test_tracebacks_are_redacted_too():
+    key = "local-" + "t" * 40
+    for fmt in ("text", "json"):
+        log = setup_logging(fmt, 0, key)
+        buf = io.StringIO()
+        log.handlers[0].stream = buf
+        try:
+            raise RuntimeError(f"request with {key} failed")
+        except RuntimeError:
+            log.exception("launch failed")
+        assert "RuntimeError" in buf.getvalue() and key not in buf.getvalue(), fmt
+    logging.getLogger("launch-agent").handlers.clear()
+
+
+def test_heartbeats():
+    import time
+
+    from agent.health import Heartbeats
+
+    hb = Heartbeats()
+    hb.register("fast", 0.05)
+    hb.register("slow", 60)
+    assert hb.ok()
+    time.sleep(0.1)
+    assert hb.stalled() == ["fast"] and not hb.ok()
+    hb.beat("fast")
+    assert hb.ok()
+    hb.unregister("fast")
+    hb.beat("fast")  # unknown now: ignored
+    assert hb.ok()

@@ -94,3 +94,44 @@ def test_event_warnings():
         {"type": "Normal", "reason": "SuccessfulCreate", "message": "Created pod", "involvedObject": {}},
     ]
     assert event_warnings(events) == ['Job j: FailedCreate: pods "x" is forbidden: exceeded quota: q']
+
+
+def test_a_job_whose_first_pod_failed_has_started():
+    """backoffLimit > 0: the retry pod is Pending again, but a pod of this Job has run."""
+    from agent.controller.status import ever_started
+
+    retrying = job(failed=1, active=1)
+    pending_retry = {"status": {"phase": "Pending"}}
+    assert workload_status(retrying).state == STARTING
+    assert ever_started(retrying, [pending_retry])
+    assert not ever_started(job(active=1), [pending_retry])
+    assert ever_started(job(), [{"status": {"phase": "Running"}}])
+    assert ever_started(cr(conditions=[{"type": "Running", "status": "False"}]), [])
+    assert not ever_started(cr(conditions=conds("Created")), [])
+    assert ever_started(cr("Job", "batch.volcano.sh/v1alpha1", state={"phase": "Restarting"}), [])
+
+
+def test_suspended_workloads_and_their_start_clock():
+    from agent.controller.status import start_clock, suspended
+
+    held = {**job(), "spec": {"suspend": True}}
+    assert suspended(held) and not suspended(job())
+    assert suspended({"spec": {"runPolicy": {"suspend": True}}})
+    resumed = {"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}, "status": {"conditions": [
+        {"type": "Suspended", "status": "False", "reason": "JobResumed", "lastTransitionTime": "2026-01-01T01:00:00Z"}]}}
+    assert start_clock(resumed).hour == 1
+    assert start_clock({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}}).hour == 0
+
+
+def test_pod_disruptions_are_recognised():
+    from agent.kube.watch import pod_disruption
+
+    def pod(reason, status="True"):
+        return {"metadata": {"name": "p"}, "status": {"phase": "Running", "conditions": [
+            {"type": "DisruptionTarget", "status": status, "reason": reason, "message": "m"}]}}
+
+    for reason in ("EvictionByEvictionAPI", "PreemptionByScheduler", "TerminationByKubelet", "DeletionByTaintManager",
+                   "DeletionByPodGC"):
+        assert pod_disruption(pod(reason)) == f"pod p: {reason}: m"
+    assert pod_disruption(pod("EvictionByEvictionAPI", "False")) is None
+    assert pod_disruption(pod("SomethingElse")) is None

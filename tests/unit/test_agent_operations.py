@@ -1,6 +1,6 @@
-"""The agent sends only operations, variables and fields that the official agent sends
-(tests/fixtures/official-agent-operations.json, recorded by running the official agent against
-the emulator). Anything new fails here: it might not exist on the real W&B service."""
+"""The agent sends only operations, variables and fields that the official agent or client sends
+(tests/fixtures/official-agent-operations.json, recorded by running the official agent and client
+against the emulator). Anything new fails here: it might not exist on the real W&B service."""
 
 from __future__ import annotations
 
@@ -80,6 +80,9 @@ def test_what_goes_over_the_wire_is_covered():
                 await backend.warn("UnVuUXVldWVJdGVtOjk5", "w")
                 await backend.run_stopped("acme", "p", "r")
                 await backend.run_state("acme", "p", "r")
+                await backend.item_state("default", "UnVuUXVldWVJdGVtOjk5")
+                await backend.push("default", {"entity": "acme", "project": "p", "run_id": "r", "_resume_count": 1,
+                                               "docker": {"docker_image": "busybox"}})
             finally:
                 await client.aclose()
 

@@ -58,7 +58,7 @@ def test_update_keeps_comments_order_and_other_keys(tmp_path: Path) -> None:
     assert data["agent"]["labels"] == {"team": "ml"}  # the azure label is the generator's, and aws needs none
     assert data["rbac"]["extraRules"] == []
     assert data["rbac"]["namespaces"] == {"ml-batch": {"rules": [
-        {"apiGroups": ["batch.volcano.sh"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]}]}}
+        {"apiGroups": ["batch.volcano.sh"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "patch", "delete"]}]}}
     assert data["rbac"]["agentNamespaceRules"] == [{"apiGroups": ["batch"], "resources": ["jobs/status"],
                                                     "verbs": ["get"]}]
     assert data["additionalTargetNamespaces"] == ["ml-batch"]

@@ -8,6 +8,7 @@ from typing import Any
 
 from agent.backend.jobs.document import JobError
 from agent.backend.jobs.resolver import JobResolver
+from agent.backend.transport import BackendError
 from agent.jobspec import ResolvedJob
 
 Materialize = Callable[[ResolvedJob], Awaitable[None]]
@@ -45,3 +46,33 @@ async def prepare_job(run_spec: Mapping[str, Any], resolver: JobResolver, *, bui
     if job.has_code and materialize is not None:
         await materialize(job)
     return job
+
+
+class JobStep:
+    """The launch pipeline's prepare step for `runSpec.job` (agent.controller.prepare.Preparer):
+    resolves the job into `ctx.job`, which the manifest builds from. Fast (a few W&B requests,
+    cached per artifact), so no launch record. A job that cannot run fails the item; W&B not
+    answering leaves it un-acked, so W&B hands it out again."""
+
+    name = "job"
+    durable = False
+    concurrency = 8
+
+    def __init__(self, resolver: JobResolver, *, builder: str, materialize: Materialize | None = None) -> None:
+        self._resolver = resolver
+        self._builder = builder
+        self._materialize = materialize
+
+    def wants(self, spec: Mapping[str, Any]) -> bool:
+        return names_a_job(spec)
+
+    async def prepare(self, ctx: Any) -> dict[str, Any]:
+        from agent.controller.prepare import LeaveQueued, PrepareError
+
+        try:
+            ctx.job = await prepare_job(ctx.spec, self._resolver, builder=self._builder, materialize=self._materialize)
+        except JobError as exc:
+            raise PrepareError("agent", str(exc)) from None
+        except BackendError as exc:
+            raise LeaveQueued(f"resolving the job failed: {exc}") from None
+        return dict(ctx.spec)
