@@ -91,6 +91,8 @@ def check_base_image(image: str) -> str:
 def _requirements_section(code: Path) -> tuple[str, tuple[tuple[str, bytes], ...]]:
     """The dependency step: requirements.txt, else pyproject's dependencies, else the frozen list."""
     if (code / REQUIREMENTS).is_file():
+        if not _has_requirements(code / REQUIREMENTS):
+            return "", ()  # pip refuses an empty list; nothing to install
         return (f"COPY src/{REQUIREMENTS} /tmp/{REQUIREMENTS}\n"
                 f"RUN pip install -r /tmp/{REQUIREMENTS}\n"), ()
     deps = _project_dependencies(code / "pyproject.toml")
@@ -102,6 +104,11 @@ def _requirements_section(code: Path) -> tuple[str, tuple[tuple[str, bytes], ...
         return (f"COPY src/{FROZEN} {INSTALLER} /tmp/\n"
                 f"RUN python /tmp/{INSTALLER} /tmp/{FROZEN}\n"), ((INSTALLER, INSTALLER_SOURCE.read_bytes()),)
     return "", ()
+
+
+def _has_requirements(path: Path) -> bool:
+    lines = path.read_text(errors="replace").splitlines()
+    return any(line.split("#", 1)[0].strip() for line in lines)
 
 
 def _project_dependencies(pyproject: Path) -> list[str]:

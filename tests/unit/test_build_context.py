@@ -92,6 +92,9 @@ def test_requirements_sources_in_order(tmp_path: Path) -> None:
     assert _read(frozen.archive, dockerfile.INSTALLER) == dockerfile.INSTALLER_SOURCE.read_text()
     bare = context.create(_source(tmp_path / "b", {"train.py": ""}), tmp_path / "w3")
     assert "pip install" not in bare.dockerfile.text
+    empty = context.create(_source(tmp_path / "e", {"train.py": "", "requirements.txt": "# none\n\n"}),
+                           tmp_path / "w4")
+    assert "pip install" not in empty.dockerfile.text  # pip refuses an empty requirements file
 
 
 def test_accelerator_base_image(tmp_path: Path) -> None:
