@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import time
+from typing import Any
 
 from agent.config import LOG_FORMATS, AgentSettings, ConfigError, resolve
 from agent.manifest import SECURITY_LEVELS
@@ -73,6 +74,7 @@ async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Lo
     from agent.backend.jobs import DirectUrls, JobResolver, JobStep, builder_type
     from agent.backend.operations import Backend
     from agent.backend.transport import BackendError, GraphQLClient
+    from agent.build.step import build_step
     from agent.controller.agent import Agent, FatalError
     from agent.health import HealthServer, Heartbeats
     from agent.kube.client import Kube
@@ -99,7 +101,11 @@ async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Lo
     downloads = DirectUrls()
     resolver = JobResolver(client, downloads, max_code_bytes=settings.max_code_bytes,
                            git_check=git_checker(settings.git_credentials_file, settings.git_ca_file or True))
-    preparers = [JobStep(resolver, builder=builder_type(settings.agent_config))]
+    preparers: list[Any] = [JobStep(resolver, builder=builder_type(settings.agent_config))]
+    build_http = None
+    if settings.kaniko is not None:
+        build_http, step = build_step(settings, kube, client, downloads, log)
+        preparers.append(step)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -161,6 +167,8 @@ async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Lo
         if elector is not None:
             await elector.release()
         await downloads.aclose()
+        if build_http is not None:
+            await build_http.aclose()
         await health.aclose()
         await client.aclose()
         await kube.aclose()

@@ -123,3 +123,22 @@ def source_fetcher(client: Any, downloads: Any, credentials: list[Any], verify: 
             raise BuildError(f"fetching the source of {job.name} failed: {exc}", stage="build") from None
 
     return fetch
+
+
+def build_step(settings: Any, kube: Any, client: Any, downloads: Any, log: logging.Logger) -> tuple[Any, BuildStep]:
+    """The build step of an agent whose builder is kaniko, and the HTTP client it owns (close it)."""
+    import os
+
+    import httpx2 as httpx
+
+    from agent.build.stores import Clouds
+    from agent.source.git import read_credentials
+
+    http = httpx.AsyncClient(timeout=httpx.Timeout(60.0, read=600.0))
+    workdir = Path(os.environ.get("TMPDIR") or tempfile.gettempdir()) / "launch-agent-builds"
+    builder = Builder(settings.kaniko, settings.manifest_settings(), kube, Clouds.create(http), workdir / "contexts",
+                      log, fetch_image=settings.agent_image)
+    creds_file = Path(settings.git_credentials_file) if settings.git_credentials_file else None
+    creds = read_credentials(creds_file.read_text()) if creds_file and creds_file.is_file() else []
+    fetch = source_fetcher(client, downloads, creds, settings.git_ca_file or True)
+    return http, BuildStep(builder, fetch, workdir / "sources", log)

@@ -36,13 +36,9 @@ async def prepare_job(run_spec: Mapping[str, Any], resolver: JobResolver, *, bui
         return None
     job = await resolver.resolve(run_spec.get("job"), str(run_spec.get("entity") or ""),
                                  str(run_spec.get("project") or ""))
-    if job.has_code and not job.base_image:
-        if builder == "kaniko":
-            raise JobError(f"job {job.name} is a {job.source_type} job and the agent's builder is kaniko, which "
-                           "this agent does not run yet; use builder type noop to run it on a base image")
-        if builder != "noop":
-            raise JobError(f"job {job.name} needs an image build and builder type {builder!r} cannot build in "
-                           "Kubernetes; use builder type noop (runs it on a base image)")
+    if job.has_code and not job.base_image and builder not in ("noop", "kaniko"):  # kaniko: the build step
+        raise JobError(f"job {job.name} needs an image build and builder type {builder!r} cannot build in "
+                       "Kubernetes; use builder type noop (runs it on a base image)")
     if job.has_code and materialize is not None:
         await materialize(job)
     return job
