@@ -25,9 +25,12 @@ VALUES_TABLE_END = "<!-- VALUES_TABLE_END -->"
 GENERATED_NOTE = "Generated from schemas/values.schema.json by `python -m generator schema`; do not edit."
 
 
-def load_source_schema(path: Path = SOURCE_SCHEMA) -> dict[str, Any]:
-    """Read the source schema (the one source of truth) from ``path``."""
+def load_source_schema(path: Path = SOURCE_SCHEMA, defs_path: Path | None = None) -> dict[str, Any]:
+    """The source schema (the one source of truth) from ``path``, with the Kubernetes definitions
+    of ``defs_path`` (schemas/kubernetes.defs.json beside it) in its ``$defs``."""
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    defs = json.loads((defs_path or path.parent / "kubernetes.defs.json").read_text(encoding="utf-8"))
+    data["$defs"] = {**data.get("$defs", {}), **defs["$defs"]}
     return data
 
 
@@ -64,13 +67,21 @@ def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _ref_name(ref: str) -> str:
+    """`policyRule` for `#/$defs/policyRule`; `Toleration` (Kubernetes) for `#/$defs/io.k8s.api.core.v1.Toleration`."""
+    name = ref.rsplit("/", 1)[-1]
+    return f"{name.rsplit('.', 1)[-1]} (Kubernetes)" if name.startswith("io.k8s.") else name
+
+
 def _type_of(node: dict[str, Any]) -> str:
+    if isinstance(node.get("$ref"), str):
+        return _ref_name(node["$ref"])
     types = node.get("type")
+    if isinstance(node.get("items"), dict) and "$ref" in node["items"] and "array" in (types or ()):
+        return f"list of {_ref_name(node['items']['$ref'])}"
     if isinstance(types, list):
         return " \\| ".join(str(t) for t in types if t != "null") or "null"
     if isinstance(types, str):
-        if types == "array" and isinstance(node.get("items"), dict) and "$ref" in node["items"]:
-            return f"list of {node['items']['$ref'].rsplit('/', 1)[-1]}"
         return types
     if "enum" in node:
         return "string"
@@ -78,7 +89,7 @@ def _type_of(node: dict[str, Any]) -> str:
         if key in node:
             parts = []
             for alt in node[key]:
-                t = alt.get("type")
+                t = _ref_name(alt["$ref"]) if isinstance(alt.get("$ref"), str) else alt.get("type")
                 if isinstance(t, str) and t != "null" and t not in parts:
                     parts.append(t)
             return " \\| ".join(parts)
@@ -106,7 +117,7 @@ def _rows(schema: dict[str, Any], node: dict[str, Any], prefix: str) -> list[tup
         description = child.get("description", "")
         if "enum" in child:
             description += " One of: " + ", ".join(f"`{v}`" for v in child["enum"]) + "."
-        rows.append((f"`{key}`", _type_of(child), _default(child), _cell(description)))
+        rows.append((f"`{key}`", _type_of(raw if "$ref" in raw else child), _default(child), _cell(description)))
     return rows
 
 
@@ -131,11 +142,18 @@ def render_readme(readme: str, schema: dict[str, Any]) -> str:
 
 
 def expected_files(repo_root: Path = REPO_ROOT) -> dict[Path, str]:
-    """The generated chart files and their expected content, keyed by path."""
-    source = load_source_schema(repo_root / "schemas" / "values.schema.json")
-    chart = build_chart_schema(source)
+    """The generated files and their expected content, keyed by path: the Kubernetes definitions
+    (from the pinned Kubernetes' OpenAPI), the chart's values.schema.json and its README table."""
+    from generator import k8s_schema
+
+    source_path = repo_root / "schemas" / "values.schema.json"
+    raw = json.loads(source_path.read_text(encoding="utf-8"))
+    version = k8s_schema.pinned_version(repo_root / "localenv" / "tools" / "kubernetes" / "go.mod")
+    defs = k8s_schema.build_defs(k8s_schema.referenced(raw), version)
+    chart = build_chart_schema({**raw, "$defs": {**raw.get("$defs", {}), **defs["$defs"]}})
     readme_path = repo_root / "charts" / "launch-agent" / "README.md"
     return {
+        repo_root / "schemas" / "kubernetes.defs.json": dump_schema(defs),
         repo_root / "charts" / "launch-agent" / "values.schema.json": dump_schema(chart),
         readme_path: render_readme(readme_path.read_text(encoding="utf-8"), chart),
     }

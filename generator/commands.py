@@ -258,12 +258,14 @@ def cmd_rbac(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from generator import chart_schema, k8s_schema
+
     try:
-        from generator import chart_schema
-    except ImportError as exc:
-        raise InputError([Problem("generator/chart_schema.py", f"not available yet: {exc}")]) from None
+        expected = chart_schema.expected_files()
+    except k8s_schema.SchemaSourceError as exc:
+        raise InputError([Problem("schemas/kubernetes.defs.json", str(exc))]) from None
     stale = []
-    for path, text in chart_schema.expected_files().items():
+    for path, text in expected.items():
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if current == text:
             continue

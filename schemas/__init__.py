@@ -19,12 +19,25 @@ def _check(name: str) -> None:
         raise KeyError(f"unknown schema {name!r}; known: {', '.join(NAMES)}")
 
 
+def _read(filename: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(resources.files(__name__).joinpath(filename).read_text(encoding="utf-8"))
+    return data
+
+
 def load(name: str) -> dict[str, Any]:
-    """The schema `name` as a fresh dict (callers may modify it)."""
+    """The schema `name` as a fresh dict (callers may modify it). The values schema comes with the
+    Kubernetes definitions it refers to (kubernetes.defs.json, generated from the Kubernetes OpenAPI)."""
     _check(name)
-    text = resources.files(__name__).joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
+    schema = _read(f"{name}.schema.json")
+    if name == "values":
+        schema["$defs"] = {**schema.get("$defs", {}), **_read("kubernetes.defs.json")["$defs"]}
     return schema
+
+
+def load_source(name: str) -> dict[str, Any]:
+    """The schema file `name` as written, without the Kubernetes definitions."""
+    _check(name)
+    return _read(f"{name}.schema.json")
 
 
 def validator(name: str) -> Any:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from chart_checks import CHART, CI_FILES, KUBE_VERSION, OFFICIAL_STYLE, REPO
 
+import schemas
 from generator import chart_schema
 from localenv import helm
 
@@ -33,7 +34,7 @@ def test_stale_readme_is_detected(tmp_path: Path) -> None:
 
 
 def test_values_table_lists_every_default_key() -> None:
-    table = chart_schema.render_values_table(load(SOURCE))
+    table = chart_schema.render_values_table(chart_schema.load_source_schema())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
 
     def leaves(node: dict, prefix: str = "") -> list[str]:
@@ -93,7 +94,7 @@ def test_schema_defaults_match_values_yaml() -> None:
 
 @pytest.mark.parametrize("values_file", [*CI_FILES, OFFICIAL_STYLE], ids=lambda p: p.stem)
 def test_values_files_validate_against_the_source_schema(values_file: Path) -> None:
-    validator = jsonschema.Draft202012Validator(load(SOURCE))
+    validator = jsonschema.Draft202012Validator(schemas.load("values"))
     data = yaml.safe_load(values_file.read_text())
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(data)]
     assert not errors, errors
