@@ -19,6 +19,7 @@ from cluster_helpers import (
     release_objects,
     values_file,
 )
+from pytest_helm_charts.k8s.deployment import wait_for_deployments_to_run
 
 from localenv import crds
 from localenv.pytest_plugin import Kube
@@ -56,7 +57,7 @@ def _ensure_namespace(kube: Kube, name: str) -> None:
 # --- install of every ci values set ------------------------------------------------------------
 
 @pytest.mark.parametrize("ci_values", CI_VALUES, ids=[p.stem for p in CI_VALUES])
-def test_ci_values_install_and_become_ready(kube: Kube, namespace, release, ci_values: Path) -> None:
+def test_ci_values_install_and_become_ready(kube: Kube, kube_cluster, namespace, release, ci_values: Path) -> None:
     values = yaml.safe_load(ci_values.read_text()) or {}
     ns = namespace("ci")
     agent_ns, extra = _namespaces_of(values, ns)
@@ -65,6 +66,10 @@ def test_ci_values_install_and_become_ready(kube: Kube, namespace, release, ci_v
     rel = release_name("ci")
     release.append((rel, ns))
     install(kube, rel, ns, ci_values)
+    # pytest-helm-charts' wait, as the same test runs against kind (pytest --kubeconfig ...)
+    [deploy] = wait_for_deployments_to_run(kube_cluster.kube_client, [f"{rel}-launch-agent"], agent_ns,
+                                           timeout_sec=180)
+    assert deploy.replicas == int(values.get("replicas", 1))
     pods = _ready_agents(kube, agent_ns, rel, int(values.get("replicas", 1)))
     assert all(p["spec"].get("nodeName") for p in pods)
     if kube.state is not None:  # our localenv: scheduled on a kwok node
