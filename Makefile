@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: all venv tools demo test test-unit lint bench clean help
+.PHONY: all venv tools image demo test test-unit lint bench clean help
 
 all: test
 
@@ -16,6 +16,7 @@ help:
 	@echo "make demo   - bring up the local control plane and W&B emulator, install the chart, run the agent"
 	@echo "make test   - install everything needed and run every test"
 	@echo "make bench  - benchmarks against the official agent, printed as ratios"
+	@echo "make image  - build the agent image (Docker or Podman; here Debian's buildah on a local base)"
 	@echo "make lint   - ruff"
 
 $(STAMP): pyproject.toml
@@ -30,6 +31,11 @@ venv: $(STAMP)
 
 tools: venv
 	@$(PY) -m localenv build
+
+# The agent image, tagged as the chart's default (agent.image:appVersion). TOOL=docker|podman|buildah.
+TOOL ?= auto
+image: venv
+	@$(PY) -m localenv.images.project agent --tool $(TOOL) $(if $(IMAGE),--tag $(IMAGE))
 
 lint: venv
 	@$(BIN)/ruff check .

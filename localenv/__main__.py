@@ -1,4 +1,4 @@
-"""``python -m localenv {build,up,down,status,env,emulator}``."""
+"""``python -m localenv {build,install-packages,images,up,down,status,env,emulator}``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from localenv import cluster, tools
+from localenv import cluster, images, tools
 from localenv.buildservers.install import InstallError
+from localenv.node import config as node_config
+from localenv.node import host, lifecycle, lock, packages
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -26,25 +28,70 @@ def _print_env(state: cluster.State) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    """Build every tool set and install the build servers, side by side (downloads and links overlap)."""
+    """Build every tool set, install the build servers and — where the machine can (root, the
+    Debian packages) — build the local images, side by side: downloads, image builds and links
+    overlap with the Go compiles."""
     from localenv.buildservers import install
 
     t0 = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(len(tools.TOOL_SETS) + 2) as pool:
+    with_images = not args.no_images and os.geteuid() == 0
+    if with_images:
+        packages.install(log=_err)
+    with concurrent.futures.ThreadPoolExecutor(len(tools.TOOL_SETS) + 3) as pool:
         futures = [pool.submit(tools.build, args.force, tool_set=ts) for ts in tools.TOOL_SETS]
         futures += [pool.submit(install.moto_python), pool.submit(install.azurite_main)]
+        built = pool.submit(_build_images) if with_images else None
         paths = [f.result() for f in futures]
+        refs = built.result() if built else []
     for path in paths:
         print(f"localenv tools ready: {path} ({time.monotonic() - t0:.1f} s)")
+    if refs:
+        print(f"local images ready: {', '.join(refs)} ({time.monotonic() - t0:.1f} s)")
+    elif not args.no_images:
+        print("local images not built (they need root and the Debian packages of localenv/node/packages.txt)")
+    return 0
+
+
+def _build_images() -> list[str]:
+    from localenv.images import project
+
+    return [build().ref for build in (images.busybox, images.python_base, project.agent, project.trainer)]
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def cmd_install_packages(args: argparse.Namespace) -> int:
+    done = packages.install(log=_err)
+    print(f"Debian packages: {'installed ' + ' '.join(done) if done else 'all present'}")
     return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    state_dir = _state_dir(args)
+    state_dir = _state_dir(args).expanduser().resolve()
     t0 = time.monotonic()
     bins = tools.bin_dir()
-    state = cluster.up(state_dir, nodes=args.nodes, bin_dir=bins, with_emulator=not args.no_emulator,
-                       log=lambda line: print(line, file=sys.stderr, flush=True))
+    machine_lock = None
+    if not args.no_real_node:
+        lifecycle.check_host()
+        # Refuse (or wait) before anything starts: one real node per machine.
+        machine_lock = lock.acquire(state_dir, wait=args.wait_real_node, log=_err)
+    try:
+        state = cluster.up(state_dir, nodes=args.nodes, bin_dir=bins, with_emulator=not args.no_emulator, log=_err)
+    except BaseException:
+        if machine_lock is not None:
+            machine_lock.release()
+        raise
+    if machine_lock is not None:
+        try:
+            ns = lifecycle.attach(state, machine_lock, log=_err)
+        except BaseException:
+            cluster.down(state_dir)
+            machine_lock.release()
+            raise
+        _err(f"real node {ns.name} at {ns.host_ip} ready in {ns.ready_seconds:.1f} s "
+             f"(pods choose it with nodeSelector {node_config.LABEL}=true and its toleration)")
     print(f"localenv up in {time.monotonic() - t0:.1f} s: {state.server}, nodes {', '.join(state.nodes)}",
           file=sys.stderr)
     if state.emulator_url:
@@ -93,6 +140,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="build the pinned Kubernetes tools into the cache (if needed)")
     p.add_argument("--force", action="store_true", help="rebuild even if the cache is complete")
+    p.add_argument("--no-images", action="store_true", help="only the Go tools, not the local images")
     p.set_defaults(func=cmd_build)
 
     for name, func, text in (
@@ -107,6 +155,14 @@ def parser() -> argparse.ArgumentParser:
         if name == "up":
             p.add_argument("--nodes", type=int, default=1, help="number of fake (kwok) nodes (default 1)")
             p.add_argument("--no-emulator", action="store_true", help="do not start the W&B emulator")
+            p.add_argument("--no-real-node", action="store_true",
+                           help="kwok nodes only (no kubelet, containerd, bridge; needs no root)")
+            p.add_argument("--wait-real-node", type=float, default=0.0, metavar="SECONDS",
+                           help="wait this long for the machine's real node when another localenv has it "
+                                "(default: refuse at once)")
+
+    p = sub.add_parser("install-packages", help="apt-get install the Debian packages of the real node (if missing)")
+    p.set_defaults(func=cmd_install_packages)
 
     # Listed for --help; main() hands every argument after "emulator" to the emulator as is.
     sub.add_parser("emulator", help="run the W&B emulator in the foreground (python -m localenv.wandb_emulator ARGS)")
@@ -120,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (cluster.LocalenvError, tools.BuildError, InstallError) as exc:
+    except (cluster.LocalenvError, tools.BuildError, InstallError, lock.NodeBusy, packages.PackageError,
+            images.ImageError, host.HostError) as exc:
         print(f"localenv {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

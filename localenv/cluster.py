@@ -60,6 +60,7 @@ class State:
     emulator_api_key: str | None = None
     started_at: float = 0.0
     ready_seconds: float = 0.0
+    real_node: bool = False  # a real kubelet node is attached (localenv.node)
 
     def save(self) -> None:
         path = Path(self.state_dir) / STATE_FILE
@@ -113,13 +114,14 @@ def _die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
-def _spawn(name: str, args: Sequence[str], state_dir: Path, tie_to_parent: bool, env: dict | None = None) -> int:
+def _spawn(name: str, args: Sequence[str], state_dir: Path, tie_to_parent: bool, env: dict | None = None,
+           pass_fds: Sequence[int] = ()) -> int:
     log_path = state_dir / "logs" / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
         proc = subprocess.Popen(
             list(args), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=state_dir, start_new_session=True, close_fds=True, env=env,
+            cwd=state_dir, start_new_session=True, close_fds=True, env=env, pass_fds=tuple(pass_fds),
             preexec_fn=_die_with_parent if tie_to_parent else None,
         )
     return proc.pid
@@ -275,6 +277,10 @@ def _apiserver_args(bin_dir: Path, state_dir: Path, ports: dict[str, int], p: pk
         "--requestheader-extra-headers-prefix=X-Remote-Extra-",
         f"--proxy-client-cert-file={p.front_proxy.cert}",
         f"--proxy-client-key-file={p.front_proxy.key}",
+        # For a real node's kubelet (logs, exec, port-forward); kwok nodes are never called.
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--kubelet-client-certificate={p.kubelet_client.cert}",
+        f"--kubelet-client-key={p.kubelet_client.key}",
         "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction",
         "--allow-privileged=true",
@@ -558,8 +564,23 @@ def down(state_dir: Path) -> list[str]:
         if state_dir.exists():
             raise LocalenvError(f"{state_dir} has no {STATE_FILE}; not removing a directory localenv did not make")
         return []
-    stopped = stop_pids(state.pids, state_dir)
+    stopped: list[str] = []
+    problem: LocalenvError | None = None
+    if state.real_node:
+        from localenv.node import lifecycle
+
+        try:
+            stopped += lifecycle.detach(state, log=lambda _line: None)
+        except LocalenvError as exc:
+            problem = exc
+    stopped += stop_pids(state.pids, state_dir)
+    from localenv.node import host
+
+    if host.mounts_under(state_dir):  # never delete through a mount point
+        raise problem or LocalenvError(f"{state_dir} still has mounts; not removing it")
     shutil.rmtree(state_dir, ignore_errors=True)
+    if problem:
+        raise problem
     return stopped
 
 

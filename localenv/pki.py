@@ -20,6 +20,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 VALIDITY = dt.timedelta(days=365)
 # The identity the API server uses towards aggregated API servers (request-header auth).
 FRONT_PROXY_NAME = "front-proxy-client"
+# The API server's identity towards kubelets (logs, exec): bound to system:kubelet-api-admin only.
+KUBELET_CLIENT_NAME = "localenv-apiserver-kubelet-client"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class ClusterPKI:
     scheduler: CertPair
     kwok: CertPair
     front_proxy: CertPair
+    kubelet_client: CertPair
     service_account_key: Path
     service_account_pub: Path
 
@@ -154,6 +157,7 @@ def create(directory: Path, service_ip: str = "10.96.0.1") -> ClusterPKI:
     sched = _issue(directory, "scheduler", ca_key, ca_cert, "system:kube-scheduler")
     kwok = _issue(directory, "kwok", ca_key, ca_cert, "localenv-kwok", "system:masters")
     front_proxy = _issue(directory, "front-proxy-client", ca_key, ca_cert, FRONT_PROXY_NAME)
+    kubelet_client = _issue(directory, "apiserver-kubelet-client", ca_key, ca_cert, KUBELET_CLIENT_NAME)
 
     sa_key = _new_key()
     sa_key_path = directory / "sa.key"
@@ -164,7 +168,7 @@ def create(directory: Path, service_ip: str = "10.96.0.1") -> ClusterPKI:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    return ClusterPKI(ca, apiserver, admin, cm, sched, kwok, front_proxy, sa_key_path, sa_pub_path)
+    return ClusterPKI(ca, apiserver, admin, cm, sched, kwok, front_proxy, kubelet_client, sa_key_path, sa_pub_path)
 
 
 def server_certificate(directory: Path, stem: str, names: tuple[str, ...] = (),
@@ -183,7 +187,8 @@ def load(directory: Path) -> ClusterPKI:
 
     return ClusterPKI(
         pair("ca"), pair("apiserver"), pair("admin"), pair("controller-manager"), pair("scheduler"),
-        pair("kwok"), pair("front-proxy-client"), directory / "sa.key", directory / "sa.pub",
+        pair("kwok"), pair("front-proxy-client"), pair("apiserver-kubelet-client"),
+        directory / "sa.key", directory / "sa.pub",
     )
 
 
@@ -194,3 +199,13 @@ def create_serving(directory: Path, common_name: str, server_names: tuple[str, .
     ca, ca_key, ca_cert = _make_ca(directory)
     return ca, _issue(directory, "server", ca_key, ca_cert, common_name, server_names=server_names,
                       server_ips=server_ips)
+
+
+def issue(ca_dir: Path, out_dir: Path, stem: str, common_name: str, organization: str | None = None,
+          server_ips: tuple[str, ...] = ()) -> CertPair:
+    """One more certificate signed by the CA in *ca_dir* (a client one unless *server_ips*)."""
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _issue(out_dir, stem, ca_key, ca_cert, common_name, organization, server_ips=server_ips)

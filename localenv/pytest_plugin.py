@@ -13,6 +13,12 @@ Fixtures:
                     namespace (ServiceAccount ``default`` present) and deletes it afterwards
 ``kube_cluster``    a pytest-helm-charts style object (``kube_config_path``, ``kubectl``) for
                     tests written for that plugin
+``real_node``       the real kubelet node (:class:`localenv.node.RealNode`) attached to the
+                    session's localenv: ``place(pod_spec)``, ``load(archive)``, ``pod_url(url)``,
+                    ``host_ip``. Only tests that ask for it take the machine's real-node lock; the
+                    plugin runs the modules that use it last, WAITS for the lock when another
+                    session has the node (a progress line every 30 s, ``--real-node-wait``), and
+                    takes the node down right after the last test that uses it.
 """
 
 from __future__ import annotations
@@ -148,6 +154,72 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="number of fake nodes of the session's localenv (default 2)")
     group.addoption("--localenv-keep", action="store_true", default=False,
                     help="leave the session's localenv running at the end (prints its state dir)")
+    group.addoption("--real-node-wait", action="store", type=float, default=3600.0,
+                    help="seconds to wait for the machine's real node when another session has it (default 3600)")
+
+
+def _live_log(config: pytest.Config, prefix: str) -> Callable[[str], None]:
+    """A progress line on the terminal right away, even while output is being captured."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def log(line: str) -> None:
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write_line(f"{prefix} {line}")
+
+    return log
+
+
+REAL_NODE_FIXTURE = "real_node"
+_USERS = pytest.StashKey[set]()
+_HOLDER = pytest.StashKey[list]()
+
+
+def _uses_real_node(item: pytest.Item) -> bool:
+    return REAL_NODE_FIXTURE in getattr(item, "fixturenames", ())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "real_node: uses the machine's real node (set on every test that asks "
+                                       "for the real_node fixture; `-m 'not real_node'` leaves them out)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests that use the real node and run their modules last (in their own order), so
+    the machine's lock is held only while they run."""
+    for item in items:
+        if _uses_real_node(item):
+            item.add_marker(pytest.mark.real_node)
+    users = {item.nodeid for item in items if _uses_real_node(item)}
+    if not users:
+        return
+    modules = {item.nodeid.split("::", 1)[0] for item in items if item.nodeid in users}
+    items[:] = ([i for i in items if i.nodeid.split("::", 1)[0] not in modules]
+                + [i for i in items if i.nodeid.split("::", 1)[0] in modules])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[_USERS] = {item.nodeid for item in session.items if _uses_real_node(item)}
+    session.config.stash[_HOLDER] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    users = item.config.stash.get(_USERS, set())
+    if item.nodeid in users:
+        users.discard(item.nodeid)
+        if not users:
+            _stop_real_node(item.config)
+
+
+def _stop_real_node(config: pytest.Config) -> None:
+    holder = config.stash.get(_HOLDER, [])
+    while holder:
+        node = holder.pop()
+        node.stop()
 
 
 def _existing_kubeconfig(config: pytest.Config) -> Path | None:
@@ -190,6 +262,59 @@ def kube(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             log(f"left running: python -m localenv down --state-dir {state_dir}")
         else:
             cluster.down(state_dir)
+
+
+@pytest.fixture(scope="session")
+def real_node(request: pytest.FixtureRequest, kube: Kube) -> Iterator[Any]:
+    """The machine's real node, attached to the session's localenv (waiting for its lock)."""
+    from localenv import node as realnode
+
+    if kube.state is None:
+        pytest.skip("the real node belongs to localenv; this session runs against an existing cluster "
+                    "(--kubeconfig), where every node is real")
+    log = _live_log(request.config, "[localenv real node]")
+    try:
+        handle = realnode.start(kube.state, wait=request.config.getoption("--real-node-wait"), log=log,
+                                tie_to_parent=True)
+    except (cluster.LocalenvError, realnode.lock.NodeBusy) as exc:
+        pytest.fail(f"the real node did not start: {exc}", pytrace=False)
+    log(f"{handle.name} ready in {handle.node.ready_seconds:.1f} s at {handle.host_ip}")
+    holder = request.config.stash[_HOLDER]
+    holder.append(handle)
+    try:
+        yield handle
+    finally:
+        _stop_real_node(request.config)
+
+
+class NodeImages:
+    """Images built locally (cached by content hash) and loaded into the real node on first use:
+    ``busybox``, ``python`` (the mmdebstrap base), ``agent`` (agent/Dockerfile), ``trainer``
+    (tests/images/trainer); each attribute is the reference to put in a pod spec."""
+
+    def __init__(self, node: Any, log: Callable[[str], None]) -> None:
+        self._node, self._log, self._refs = node, log, {}
+
+    def _get(self, name: str) -> str:
+        if name not in self._refs:
+            from localenv import images
+            from localenv.images import project
+
+            build = {"busybox": images.busybox, "python": images.python_base, "agent": project.agent,
+                     "trainer": project.trainer}[name]
+            self._refs[name] = self._node.load(build(log=self._log), log=self._log)[0]
+        return self._refs[name]
+
+    busybox = property(lambda self: self._get("busybox"))
+    python = property(lambda self: self._get("python"))
+    agent = property(lambda self: self._get("agent"))
+    trainer = property(lambda self: self._get("trainer"))
+
+
+@pytest.fixture(scope="session")
+def node_images(request: pytest.FixtureRequest, real_node: Any) -> NodeImages:
+    """The local images, loaded into the real node as tests ask for them."""
+    return NodeImages(real_node, _live_log(request.config, "[localenv images]"))
 
 
 @pytest.fixture

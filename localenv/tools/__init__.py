@@ -2,8 +2,11 @@
 
 Each subdirectory (``kubernetes``, ``etcd``, ``helm``, ``kwok``) is a tiny Go module whose
 ``go.mod``/``go.sum`` pin one upstream release; ``tools.go`` imports the main packages so
-``go mod tidy`` keeps them. The binaries are built with the local Go toolchain into
+``go mod tidy`` keeps them (``coredns`` and ``pause`` hold a short ``main.go`` of their own
+instead). The binaries are built with the local Go toolchain into
 ``<cache>/localenv/<pin-hash>/bin`` and rebuilt only when a pin (or the Go version) changes.
+A tool's binaries come from one ``go build`` (the six Kubernetes binaries share their
+packages); the tools of a set build two at a time.
 
 A second set, ``images`` (the Kaniko executor, the CNCF distribution registry and
 fake-gcs-server, one module so their common dependencies build once), has its own hash and
@@ -12,6 +15,7 @@ cache directory ``<cache>/images/<pin-hash>/bin``: a change to one set never reb
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -74,11 +78,15 @@ TOOLS: tuple[Tool, ...] = (
         "kubernetes",
         tuple(
             Binary(name, f"{KUBE}/cmd/{name}", version_module=KUBE)
-            for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+            for name in (
+                "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy",
+            )
         ),
     ),
     Tool("helm", (Binary("helm", "helm.sh/helm/v3/cmd/helm", version_module="helm.sh/helm/v3"),)),
     Tool("kwok", (Binary("kwok", "sigs.k8s.io/kwok/cmd/kwok"),)),
+    Tool("coredns", (Binary("coredns", "launch-agent.local/localenv/tools/coredns"),)),
+    Tool("pause", (Binary("pause", "launch-agent.local/localenv/tools/pause", static=True),)),
 )
 BINARIES: tuple[str, ...] = tuple(b.name for t in TOOLS for b in t.binaries)
 KANIKO = "github.com/GoogleContainerTools/kaniko"
@@ -185,14 +193,17 @@ def pin_hash(go_version_text: str, tool_set: ToolSet | None = None) -> str:
     digest = hashlib.sha256()
     digest.update(go_version_text.encode())
     for tool in (tool_set or KUBE_SET).tools:
-        for fname in ("go.mod", "go.sum", "tools.go"):
-            path = tool.module_dir / fname
-            digest.update(f"\0{tool.name}/{fname}\0".encode())
+        for path in _pinned_files(tool):
+            digest.update(f"\0{tool.name}/{path.name}\0".encode())
             digest.update(path.read_bytes())
         for binary in tool.binaries:
             static = ";static" if binary.static else ""
             digest.update(f"\0{binary.name}={binary.package};{ldflags_for(tool, binary)}{static}".encode())
     return digest.hexdigest()[:16]
+
+
+def _pinned_files(tool: Tool) -> list[Path]:
+    return [tool.module_dir / "go.mod", tool.module_dir / "go.sum", *sorted(tool.module_dir.glob("*.go"))]
 
 
 def _default_log(line: str) -> None:
@@ -226,12 +237,16 @@ def _explain_failure(tool: Tool, log_path: Path) -> str:
 
 
 def _run_go_build(
-    go: Path, tool: Tool, binary: Binary, out: Path, log_path: Path, log: Callable[[str], None]
+    go: Path, tool: Tool, binaries: tuple[Binary, ...], out_dir: Path, log_path: Path, log: Callable[[str], None]
 ) -> None:
-    cmd = [str(go), "build", "-ldflags", ldflags_for(tool, binary), "-o", str(out), binary.package]
+    """One ``go build`` for *binaries* of *tool* (they share link flags) into *out_dir*."""
+    first = binaries[0]
+    target = str(out_dir / first.name) if len(binaries) == 1 else f"{out_dir}{os.sep}"
+    cmd = [str(go), "build", "-ldflags", ldflags_for(tool, first), "-o", target, *(b.package for b in binaries)]
     env = go_env(go)
-    if binary.static:
+    if first.static:
         env["CGO_ENABLED"] = "0"
+    names = ", ".join(b.name for b in binaries)
     start = time.monotonic()
     next_beat = start + HEARTBEAT_SECONDS
     with log_path.open("a") as log_file:
@@ -245,7 +260,7 @@ def _run_go_build(
             while proc.poll() is None:
                 time.sleep(0.5)
                 if time.monotonic() >= next_beat:
-                    log(f"  {binary.name}: still building ({time.monotonic() - start:.0f} s)")
+                    log(f"  {names}: still building ({time.monotonic() - start:.0f} s)")
                     next_beat += HEARTBEAT_SECONDS
         except BaseException:
             proc.kill()
@@ -253,6 +268,22 @@ def _run_go_build(
             raise
     if proc.returncode != 0:
         raise BuildError(_explain_failure(tool, log_path))
+
+
+def _build_tool(go: Path, tool: Tool, staging: Path, root: Path, log: Callable[[str], None]) -> None:
+    t0 = time.monotonic()
+    log_path = root / f"build-{tool.name}.log"
+    log_path.write_text("")
+    log(f"{tool.name}: {', '.join(b.name for b in tool.binaries)} ...")
+    groups: dict[tuple[str, bool], list[Binary]] = {}
+    for binary in tool.binaries:
+        groups.setdefault((ldflags_for(tool, binary), binary.static), []).append(binary)
+    for group in groups.values():
+        _run_go_build(go, tool, tuple(group), staging, log_path, log)
+    log(f"{tool.name}: done in {time.monotonic() - t0:.0f} s")
+
+
+PARALLEL_BUILDS = 2  # tools of one set building at once
 
 
 def build(force: bool = False, log: Callable[[str], None] = _default_log,
@@ -271,18 +302,15 @@ def build(force: bool = False, log: Callable[[str], None] = _default_log,
         staging = root / f"bin.partial-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        log_path = root / "build.log"
-        log_path.write_text("")
-        log(f"building {len(tool_set.binaries)} tools with {version} into {bin_path} (log: {log_path})")
+        log(f"building {len(tool_set.binaries)} tools with {version} into {bin_path} (logs: {root}/build-*.log)")
         total = time.monotonic()
+        # The largest first, so the small ones fill the other slot while it builds.
+        order = sorted(tool_set.tools, key=lambda tl: -len(tl.binaries))
         try:
-            for tool in tool_set.tools:
-                t0 = time.monotonic()
-                names = ", ".join(b.name for b in tool.binaries)
-                log(f"{tool.name}: {names} ...")
-                for binary in tool.binaries:
-                    _run_go_build(go, tool, binary, staging / binary.name, log_path, log)
-                log(f"{tool.name}: done in {time.monotonic() - t0:.0f} s")
+            with concurrent.futures.ThreadPoolExecutor(PARALLEL_BUILDS) as pool:
+                futures = [pool.submit(_build_tool, go, tool, staging, root, log) for tool in order]
+                for future in futures:
+                    future.result()
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -170,7 +170,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_second_localenv_runs_beside_the_first_from_the_cli(kube: Kube, tmp_path: Path) -> None:
     state_dir = tmp_path / "second"
-    up = _cli("up", "--state-dir", str(state_dir), "--nodes", "1")
+    up = _cli("up", "--state-dir", str(state_dir), "--nodes", "1", "--no-real-node")
     try:
         assert up.returncode == 0, up.stderr
         exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines()
