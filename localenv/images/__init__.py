@@ -8,7 +8,7 @@ reuses a stale image. ``localenv.node`` imports archives into the real node's co
 - :func:`pause` — the sandbox image: the static ``pause`` binary of the localenv tools.
 - :func:`busybox` — Debian's ``busybox-static`` with its applets.
 - :func:`python_base` — a Debian bookworm rootfs from ``mmdebstrap`` (minbase + python3, venv,
-  passwd, CA certificates): the local stand-in for ``python:3.11-slim-bookworm``.
+  pip, CA certificates): the local stand-in for ``python:3.11-slim-bookworm``.
 - :func:`build_dockerfile` — any Dockerfile, with Debian's ``buildah`` (vfs storage, chroot
   isolation), its ``FROM`` bases passed as ``oci-archive:`` build arguments.
 - :func:`from_rootfs` — an image from a directory.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import os
 import subprocess
 import sys
 import tarfile
@@ -33,14 +32,9 @@ from localenv.images.oci import Archive, ImageConfig, layer_from_entries, read_a
 
 REGISTRY = "localenv.local"
 BUSYBOX = Path("/bin/busybox")
-SUITE = "bookworm"
-BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "passwd", "ca-certificates")
-# Left out of the base: documentation, manuals and translations.
-DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*",
-                 "/usr/share/lintian/*")
 # pip in the base trusts the system CA bundle (as Debian's own pip does), so a build on a machine
 # behind a TLS-inspecting proxy only has to bind-mount that machine's bundle over it.
-PIP_CONF_TEXT = "[global]\\ncert = /etc/ssl/certs/ca-certificates.crt\\n"
+PIP_CONF = "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n"
 HEARTBEAT_SECONDS = 30.0
 BUILD_TIMEOUT = 1800.0
 
@@ -197,34 +191,23 @@ def from_rootfs(name: str, rootfs: Path, config: ImageConfig, log: Log = _defaul
     return _cached(name, key, make, log)
 
 
-# --- the Python base: a Debian rootfs from mmdebstrap ---------------------------------------
-
-def _mmdebstrap_version() -> str:
-    proc = subprocess.run(["mmdebstrap", "--version"], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise ImageError("mmdebstrap is missing: install Debian's mmdebstrap (localenv/node/packages.txt)")
-    return proc.stdout.strip()
-
+# --- the Python base: a Debian rootfs from mmdebstrap -------------------------------------
 
 def python_base(log: Log = _default_log) -> Archive:
-    """Debian bookworm with python3 (3.11), venv and useradd: what the agent's Dockerfile expects
-    of its base. Cached by suite, package list and mmdebstrap version (~3 min cold)."""
-    key = _hash("python-base/2", SUITE, *BASE_PACKAGES, *DPKG_EXCLUDES, PIP_CONF_TEXT, _mmdebstrap_version())
+    """Debian bookworm with python3 (3.11), venv, pip and useradd — what the agent's Dockerfile
+    expects of its base: the mmdebstrap root filesystem of ``localenv.buildservers.baseimage``
+    (the same one the Kaniko builds start from), plus a pip config trusting the system CA bundle."""
+    from localenv.buildservers import baseimage
+
+    key = _hash("python-base/4", baseimage.recipe(), PIP_CONF)
 
     def make(out: Path, ref: str) -> Archive:
+        rootfs = baseimage.python_rootfs(log)
         with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-            rootfs = Path(tmp) / "rootfs.tar"
-            cmd = ["mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar",
-                   f"--include={','.join(BASE_PACKAGES)}",
-                   *[f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES],
-                   "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-                   f"--customize-hook=printf '{PIP_CONF_TEXT}' > \"$1/etc/pip.conf\"",
-                   SUITE, str(rootfs)]
-            run_logged(cmd, cache_dir() / "logs" / "python-base.log", "mmdebstrap", log,
-                       env={**os.environ, "TMPDIR": tmp})
+            pip_layer = layer_from_entries(Path(tmp) / "pip.tar", [("etc/pip.conf", PIP_CONF.encode(), 0o644, None)])
             config = ImageConfig(cmd=["python3"], env={
                 "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
-            return write_archive(out, ref, [rootfs], config, f"mmdebstrap {SUITE} {' '.join(BASE_PACKAGES)}")
+            return write_archive(out, ref, [rootfs, pip_layer], config, f"mmdebstrap {baseimage.recipe()}")
 
     return _cached("python-base", key, make, log)
 

@@ -41,7 +41,9 @@ class ImageConfig:
         return {
             "created": "1970-01-01T00:00:00Z", "architecture": "amd64", "os": "linux", "config": config,
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "history": [{"created": "1970-01-01T00:00:00Z", "created_by": created_by}],
+            # One entry per layer: buildah checks that they match.
+            "history": [{"created": "1970-01-01T00:00:00Z", "created_by": f"{created_by} (layer {i + 1})"}
+                        for i in range(len(diff_ids))],
         }
 
 

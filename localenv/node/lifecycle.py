@@ -32,7 +32,7 @@ CNI_BIN_DIR = "/usr/lib/cni"
 NODE_FILE = "node.json"
 # Stop order: what uses the node first, containerd last.
 PROCESSES = ("relay", "coredns", "kube-proxy", "kubelet", "containerd")
-REQUIRED_COMMANDS = ("containerd", "ctr", "runc", "nft", "ip", "mmdebstrap", "buildah")
+REQUIRED_COMMANDS = ("containerd", "ctr", "runc", "nft", "ip", "buildah")
 
 
 class NodeError(cluster.LocalenvError):

@@ -37,9 +37,9 @@ def emu() -> Iterator[EntityAdmin]:
         server.stop()
 
 
-def queue_config() -> dict[str, Any]:
-    """A Job queue whose pods run on the real node (and pass the restricted standard)."""
-    return {"spec": {"template": {"spec": {
+def queue_config(namespace: str) -> dict[str, Any]:
+    """A Job queue into *namespace* whose pods run on the real node (and pass the restricted standard)."""
+    return {"namespace": namespace, "spec": {"template": {"spec": {
         **realnode.placement(),
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
     }}}}
@@ -53,7 +53,7 @@ def installed(kube: Kube, real_node: realnode.RealNode, node_images: NodeImages,
     agent_ns, jobs_ns, queue, release = f"agent-{suffix}", f"jobs-{suffix}", f"real-{suffix}", f"la-{suffix}"
     for ns in (agent_ns, jobs_ns):
         kube.create_namespace(ns, RESTRICTED)
-    emu.queue(queue, queue_config())
+    emu.queue(queue, queue_config(jobs_ns))
     image, tag = node_images.agent.rsplit(":", 1)
     values = {
         "agent": {"image": f"{image}:{tag}", "imagePullPolicy": "Never", "apiKey": emu.key,
@@ -112,8 +112,10 @@ def _run_state(emu: EntityAdmin, run_id: str) -> str:
         return ""
 
 
+# The queue item of a run that reported its own end is FINISHED either way (as on W&B): the
+# outcome is the run's state, which only the run's own wandb client set here.
 @pytest.mark.parametrize(("exit_code", "run_state", "item_state"),
-                         [(0, "finished", "FINISHED"), (1, "failed", "FAILED")])
+                         [(0, "finished", "FINISHED"), (1, "failed", "FINISHED")])
 def test_a_launched_run_really_runs_and_reports_its_own_state(
         kube: Kube, node_images: NodeImages, emu: EntityAdmin, installed: dict[str, Any],
         exit_code: int, run_state: str, item_state: str) -> None:
