@@ -1,25 +1,23 @@
 """`make demo`: the whole product on this machine, from agent config to finished runs.
 
-1. bring up the local control plane and the W&B emulator (``python -m localenv up``);
-2. create the demo queues on the emulator from ``examples/demo/``;
-3. generate values.yaml with the generator and ``helm install`` the chart;
-4. run the agent as a local process with exactly the identity the chart gives it: a token
-   minted for the chart's ServiceAccount and the environment of the chart's Deployment;
-5. enqueue runs on a Job queue and a PyTorchJob queue and follow them to the end;
-6. print a table, and how to look around and tear down.
-
-The demo plays the part of the runs' own W&B client: when a workload's pods run it marks the
-run ``running`` (what ``wandb.init`` does), and when the workload ends it marks the run
-``finished`` or ``failed``.
+1. bring up the local control plane, the W&B emulator and the real node (``python -m localenv up``);
+2. build the agent image (agent/Dockerfile) and the trainer image (the ``wandb`` SDK) and load
+   them into the node; create the demo queues on the emulator from ``examples/demo/``;
+3. generate values.yaml with the generator and ``helm install`` the chart with that image;
+4. the agent runs as the chart's pod on the real node, in an ``enforce=restricted`` namespace,
+   with its in-cluster ServiceAccount;
+5. enqueue two runs of the trainer on the Job queue (they really run: ``wandb.init``, a few
+   logged steps, exit 0 or 1) and one on the PyTorchJob queue (no training operator here:
+   kwok plays it, and the demo plays that run's W&B client);
+6. print a table and the runs' own log lines, and how to look around and tear down.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
+import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -30,8 +28,10 @@ from typing import Any
 
 import yaml
 
-from localenv import cluster, crds, kubeconfig, tools
-from localenv.wandb_emulator.client import EmulatorClient
+from localenv import cluster, crds, images, kubeconfig, tools
+from localenv.images import project
+from localenv.node import NODE_NAME, RealNode, exposed_url, lifecycle, lock, placement
+from localenv.wandb_emulator.client import AdminCallError, EmulatorClient
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "demo"
@@ -42,14 +42,14 @@ ENTITY = "local"
 PROJECT = "demo"
 QUEUES = {"demo-jobs": "queue-job.yaml", "demo-pytorch": "queue-pytorchjob.yaml"}
 RUNS = [
-    # (queue, run name, pod seconds, outcome)
-    ("demo-jobs", "train-small", 3, "succeed"),
-    ("demo-jobs", "train-medium", 6, "succeed"),
+    # (queue, run name, trainer steps or pod seconds, outcome)
+    ("demo-jobs", "train-small", 5, "succeed"),
     ("demo-jobs", "train-broken", 2, "fail"),
-    ("demo-pytorch", "ddp-resnet", 0, "succeed"),
+    ("demo-pytorch", "ddp-resnet", 3, "succeed"),
 ]
-RUN_ANNOTATION_SECONDS = "localenv.launch-agent.dev/run-seconds"
-RUN_ANNOTATION_OUTCOME = "localenv.launch-agent.dev/outcome"
+REAL_QUEUE = "demo-jobs"  # its runs execute on the real node; the run's own wandb reports their state
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
+NODE_WAIT = 1800.0
 TIMEOUT = 240.0
 
 
@@ -95,15 +95,28 @@ class Kubectl:
 
 
 def ensure_cluster(state_dir: Path) -> cluster.State:
+    """The demo's localenv with the real node: reused when it runs, else started (waiting for the
+    machine's real node when another localenv has it)."""
     current = cluster.status(state_dir)
     state = cluster.State.load(state_dir)
-    if current.get("running") and current.get("apiserver_ready") and state and state.emulator_url:
+    if current.get("running") and current.get("apiserver_ready") and state and state.emulator_url and state.real_node:
         say(f"reusing the local environment in {state_dir}")
         return state
     if state is not None:
         cluster.down(state_dir)
-    say(f"starting kube-apiserver, etcd, controller-manager, scheduler, kwok and the W&B emulator in {state_dir}")
-    return cluster.up(state_dir, log=lambda line: say(f"  {line}"))
+    say(f"starting kube-apiserver, etcd, controller-manager, scheduler, kwok, the W&B emulator and the real node "
+        f"(kubelet, containerd, kube-proxy, CoreDNS) in {state_dir}")
+    lifecycle.check_host()
+    machine_lock = lock.acquire(state_dir, wait=NODE_WAIT, log=lambda line: say(f"  {line}"))
+    try:
+        state = cluster.up(state_dir, log=lambda line: say(f"  {line}"))
+        lifecycle.attach(state, machine_lock, log=lambda line: say(f"  {line}"))
+    except BaseException:
+        with contextlib.suppress(cluster.LocalenvError):
+            cluster.down(state_dir)
+        machine_lock.release()
+        raise
+    return state
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -131,54 +144,35 @@ def generate_values(state: cluster.State, api_key: str, out: Path) -> None:
         raise DemoError(f"the generator failed: {proc.stderr.strip()}")
 
 
-def helm_install(bin_dir: Path, kcfg: Path, values: Path, home: Path) -> None:
+def local_values(image: str, base_url: str, out: Path) -> Path:
+    """What this machine adds to the generated values: the image built here, the emulator's
+    address as pods see it, and the real node for the agent's pod."""
+    place = placement()
+    out.write_text(yaml.safe_dump({
+        "agent": {"image": image, "imagePullPolicy": "Never", "nodeSelector": place["nodeSelector"],
+                  "tolerations": place["tolerations"]},
+        "baseUrl": base_url,
+    }, sort_keys=False))
+    return out
+
+
+def helm_install(bin_dir: Path, kcfg: Path, values: list[Path], home: Path) -> None:
     env = {**os.environ, "KUBECONFIG": str(kcfg), "HELM_CACHE_HOME": str(home / "cache"),
            "HELM_CONFIG_HOME": str(home / "config"), "HELM_DATA_HOME": str(home / "data")}
     args = [str(bin_dir / "helm"), "upgrade", "--install", RELEASE, str(CHART), "-n", AGENT_NAMESPACE,
-            "--create-namespace", "-f", str(values), "--wait", "--timeout", "3m"]
-    say(f"  $ helm upgrade --install {RELEASE} charts/launch-agent -n {AGENT_NAMESPACE} -f {values.name} --wait")
+            *[a for v in values for a in ("-f", str(v))], "--wait", "--timeout", "3m"]
+    say(f"  $ helm upgrade --install {RELEASE} charts/launch-agent -n {AGENT_NAMESPACE} "
+        + " ".join(f"-f {v.name}" for v in values) + " --wait")
     proc = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise DemoError(f"helm install failed: {proc.stderr.strip()}")
 
 
-def agent_environment(kubectl: Kubectl, deployment: dict[str, Any]) -> tuple[dict[str, str], str]:
-    """The env of the chart's agent container, resolved as the kubelet would, and the SA name."""
-    pod = deployment["spec"]["template"]["spec"]
-    container = next(c for c in pod["containers"] if c["name"] in ("agent", "launch-agent")) \
-        if any(c["name"] in ("agent", "launch-agent") for c in pod["containers"]) else pod["containers"][0]
-    sa = pod.get("serviceAccountName", "default")
-    env: dict[str, str] = {}
-    for var in container.get("env", []):
-        if "value" in var:
-            env[var["name"]] = str(var["value"])
-            continue
-        src = var.get("valueFrom", {})
-        if "secretKeyRef" in src:
-            ref = src["secretKeyRef"]
-            secret = kubectl.json("get", "secret", ref["name"], "-n", AGENT_NAMESPACE)
-            env[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
-        elif "configMapKeyRef" in src:
-            ref = src["configMapKeyRef"]
-            env[var["name"]] = kubectl.json("get", "configmap", ref["name"], "-n", AGENT_NAMESPACE)["data"][ref["key"]]
-        elif "fieldRef" in src:
-            path = src["fieldRef"]["fieldPath"]
-            env[var["name"]] = {"metadata.namespace": AGENT_NAMESPACE, "spec.serviceAccountName": sa,
-                                "metadata.name": "demo-agent-local"}.get(path, "")
-    return env, sa
-
-
-def launch_config(kubectl: Kubectl, deployment: dict[str, Any], out: Path) -> Path:
-    pod = deployment["spec"]["template"]["spec"]
-    for vol in pod.get("volumes", []):
-        cm = vol.get("configMap")
-        if not cm:
-            continue
-        data = kubectl.json("get", "configmap", cm["name"], "-n", AGENT_NAMESPACE).get("data", {})
-        if "launch-config.yaml" in data:
-            out.write_text(data["launch-config.yaml"])
-            return out
-    raise DemoError("the chart's Deployment mounts no config map with launch-config.yaml")
+def agent_pod(kubectl: Kubectl) -> dict[str, Any]:
+    pods = kubectl.json("get", "pods", "-n", AGENT_NAMESPACE, "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]
+    if len(pods) != 1:
+        raise DemoError(f"expected one agent pod in {AGENT_NAMESPACE}, found {len(pods)}")
+    return pods[0]
 
 
 def workloads(kubectl: Kubectl) -> dict[str, tuple[str, str]]:
@@ -204,8 +198,7 @@ def workload_state(obj: dict[str, Any]) -> str:
     return "Created"
 
 
-def follow(client: EmulatorClient, kubectl: Kubectl, runs: list[Tracked], agent: subprocess.Popen[bytes],
-           log_path: Path) -> None:
+def follow(client: EmulatorClient, kubectl: Kubectl, runs: list[Tracked]) -> None:
     t0 = time.monotonic()
 
     def note(run: Tracked, what: str) -> None:
@@ -213,8 +206,10 @@ def follow(client: EmulatorClient, kubectl: Kubectl, runs: list[Tracked], agent:
         say(f"  {time.monotonic() - t0:6.1f}s  {run.queue:<13} {run.name:<13} {what}")
 
     while time.monotonic() - t0 < TIMEOUT:
-        if agent.poll() is not None:
-            raise DemoError(f"the agent exited with code {agent.returncode}; see {log_path}")
+        status = (agent_pod(kubectl).get("status") or {}).get("containerStatuses") or [{}]
+        if status[0].get("restartCount"):
+            raise DemoError(f"the agent's container restarted; see kubectl logs -n {AGENT_NAMESPACE} "
+                            f"-l app.kubernetes.io/instance={RELEASE} --previous")
         objs = workloads(kubectl)
         for run in runs:
             item = client.item(run.item_id)
@@ -231,24 +226,35 @@ def follow(client: EmulatorClient, kubectl: Kubectl, runs: list[Tracked], agent:
                 if wstate != run.workload_state:
                     run.workload_state = wstate
                     note(run, f"{name.split('/')[0]} {wstate}")
-            report_run(client, run, note)
-            if run.ended is None and run.item_state in ("FINISHED", "FAILED"):
+            if run.queue == REAL_QUEUE:
+                observe_run(client, run, note)
+            else:
+                report_run(client, run, note)
+            if run.ended is None and run.item_state in ("FINISHED", "FAILED") and run.run_state in (
+                    "finished", "failed", "crashed") and run.workload_state in ("Succeeded", "Failed"):
                 run.ended = time.monotonic()
         if all(r.ended is not None for r in runs):
             return
         time.sleep(0.5)
-    raise DemoError(f"runs did not finish within {TIMEOUT:.0f} s; see {log_path}")
+    raise DemoError(f"runs did not finish within {TIMEOUT:.0f} s; see kubectl logs -n {AGENT_NAMESPACE} "
+                    f"-l app.kubernetes.io/instance={RELEASE}")
+
+
+def observe_run(client: EmulatorClient, run: Tracked, note: Callable[[Tracked, str], None]) -> None:
+    """The state of a run that reports itself (the trainer's wandb), as the emulator holds it."""
+    if not run.run_id:
+        return
+    with contextlib.suppress(AdminCallError):
+        state = str(client.run(ENTITY, PROJECT, run.run_id).get("state") or "")
+        if state and state != run.run_state:
+            run.run_state = state
+            note(run, f"W&B run {state} (reported by the run itself)")
 
 
 def report_run(client: EmulatorClient, run: Tracked, note: Callable[[Tracked, str], None]) -> None:
-    """Stand in for the run's own wandb client: running when pods run, then its final state.
-
-    A failed workload is the agent's to report first (it fails the queue item with the reason);
-    the run's own "failed" follows, as a crashed training script's would, so the outcome shown
-    does not depend on who is faster."""
+    """Stand in for the W&B client of a run kwok plays (the PyTorchJob): running when its
+    workload runs, then its final state."""
     target = {"Running": "running", "Succeeded": "finished", "Failed": "failed"}.get(run.workload_state)
-    if target == "failed" and run.item_state not in ("FAILED", "FINISHED"):
-        return
     if target and target != run.run_state:
         if target != "running" and run.run_state == "":
             client.set_run(ENTITY, PROJECT, run.run_id, state="running")
@@ -257,16 +263,27 @@ def report_run(client: EmulatorClient, run: Tracked, note: Callable[[Tracked, st
         note(run, f"W&B run {target}")
 
 
-def run_spec(queue: str, name: str, seconds: int, outcome: str) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "entity": ENTITY, "project": PROJECT, "name": name,
-        "docker": {"docker_image": "ghcr.io/example/train:1.0"},
-        "overrides": {"args": ["--epochs", "3"], "run_config": {"lr": 0.01}},
-    }
-    if queue == "demo-jobs":
-        spec["resource_args"] = {"kubernetes": {"spec": {"template": {"metadata": {"annotations": {
-            RUN_ANNOTATION_SECONDS: str(seconds), RUN_ANNOTATION_OUTCOME: outcome}}}}}}
+def run_spec(queue: str, name: str, amount: int, outcome: str, trainer: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"entity": ENTITY, "project": PROJECT, "name": name}
+    if queue == REAL_QUEUE:
+        spec["docker"] = {"docker_image": trainer}
+        spec["overrides"] = {"args": ["--steps", str(amount), "--exit-code", "1" if outcome == "fail" else "0"],
+                             "run_config": {"lr": 0.01}}
+    else:  # kwok plays it for the time the queue config's annotation says
+        spec["docker"] = {"docker_image": "ghcr.io/example/train:1.0"}
     return spec
+
+
+def run_logs(kubectl: Kubectl, runs: list[Tracked]) -> list[str]:
+    """The last line each real run printed (its own container's log)."""
+    lines = []
+    for run in runs:
+        if run.queue != REAL_QUEUE or not run.workload:
+            continue
+        job = run.workload.split("/", 1)[1]
+        out = kubectl("logs", "-n", REAL_QUEUE, f"job/{job}", "--tail=1", check=False).strip()
+        lines.append(f"  {run.name}: {out or '(no log)'}")
+    return lines
 
 
 def table(runs: list[Tracked]) -> str:
@@ -291,9 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.expanduser().resolve()
     t0 = time.monotonic()
-    agent: subprocess.Popen[bytes] | None = None
     try:
-        step(1, "local control plane and W&B emulator")
+        step(1, "local control plane, W&B emulator and the real node")
         bin_dir = tools.bin_dir()
         state = ensure_cluster(state_dir)
         kcfg = Path(state.kubeconfig)
@@ -301,14 +317,22 @@ def main(argv: list[str] | None = None) -> int:
         if not state.emulator_url or not state.emulator_api_key:
             raise DemoError("the W&B emulator did not start; see the logs in " + str(state_dir / "logs"))
         client = EmulatorClient(state.emulator_url, state.emulator_api_key)
-        say(f"  kube-apiserver {state.server}, W&B emulator {state.emulator_url}")
+        pod_base_url = exposed_url(state, state.emulator_url)
+        say(f"  kube-apiserver {state.server}, W&B emulator {state.emulator_url} (pods: {pod_base_url}), "
+            f"real node {NODE_NAME}")
 
-        step(2, "queues on the W&B emulator, namespaces and the PyTorchJob CRD on the cluster")
+        step(2, "images built here and loaded into the node; queues, namespaces, the PyTorchJob CRD")
+        node = RealNode(state, lifecycle.NodeState.load(state_dir))  # type: ignore[arg-type]
+        agent_image, trainer = (node.load(build(log=lambda line: say(f"  {line}")), log=lambda line: say(f"  {line}"))[0]
+                                for build in (project.agent, project.trainer))
+        say(f"  agent image {agent_image} (agent/Dockerfile), trainer image {trainer} (tests/images/trainer)")
         kubectl.apply([crds.PYTORCHJOB])
         kubectl("wait", "--for=condition=Established", f"crd/{crds.PYTORCHJOB['metadata']['name']}",
                 "--timeout=60s")
-        kubectl.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {
-            "pod-security.kubernetes.io/enforce": "baseline"}}} for ns in ("demo-jobs", "demo-distributed")])
+        kubectl.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}}
+                       for ns, labels in ((AGENT_NAMESPACE, RESTRICTED),
+                                          ("demo-jobs", {"pod-security.kubernetes.io/enforce": "baseline"}),
+                                          ("demo-distributed", {"pod-security.kubernetes.io/enforce": "baseline"}))])
         client.create_entity(ENTITY)
         for queue, file in QUEUES.items():
             existing = {q["name"] for q in client.queues()}
@@ -321,35 +345,29 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(exist_ok=True)
         values = work / "values.yaml"
         generate_values(state, state.emulator_api_key, values)
-        helm_install(bin_dir, kcfg, values, work / "helm")
-        deployment = kubectl.json("get", "deployment", "-n", AGENT_NAMESPACE, "-l",
-                                  f"app.kubernetes.io/instance={RELEASE}")["items"][0]
-        say(f"  installed: Deployment {deployment['metadata']['name']} in {AGENT_NAMESPACE} "
-            f"(pod on a kwok node), RBAC in {AGENT_NAMESPACE}, demo-jobs, demo-distributed")
+        local = local_values(agent_image, pod_base_url, work / "values-local.yaml")
+        helm_install(bin_dir, kcfg, [values, local], work / "helm")
 
-        step(4, "the agent, as a local process with the chart's ServiceAccount identity")
-        env, sa = agent_environment(kubectl, deployment)
-        sa_kcfg = kubeconfig.mint_service_account(bin_dir / "kubectl", kcfg, AGENT_NAMESPACE, sa,
-                                                  work / "agent-sa.kubeconfig")
-        cfg = launch_config(kubectl, deployment, work / "launch-config.yaml")
-        env.update({"LAUNCH_AGENT_HEALTH_PORT": "0", "LAUNCH_AGENT_POLL_INTERVAL": "1",
-                    "HOME": str(work), "PATH": os.environ.get("PATH", "")})
-        log_path = work / "agent.log"
-        cmd = [sys.executable, "-m", "agent", "-c", str(cfg), "--kubeconfig", str(sa_kcfg)]
-        say(f"  $ python -m agent -c {cfg.name} --kubeconfig {sa_kcfg.name}   "
-            f"(token of system:serviceaccount:{AGENT_NAMESPACE}:{sa}; log: {log_path})")
-        with log_path.open("wb") as log:
-            agent = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        step(4, "the agent, as the chart's pod on the real node")
+        pod = agent_pod(kubectl)
+        sc = pod["spec"]["containers"][0].get("securityContext") or {}
+        say(f"  pod {AGENT_NAMESPACE}/{pod['metadata']['name']} on {pod['spec'].get('nodeName')}: Ready, "
+            f"image {pod['spec']['containers'][0]['image']}, runAsNonRoot={sc.get('runAsNonRoot')}, "
+            f"readOnlyRootFilesystem={sc.get('readOnlyRootFilesystem')}, namespace enforce=restricted, "
+            f"ServiceAccount {pod['spec'].get('serviceAccountName')} (in-cluster)")
 
         step(5, f"{len(RUNS)} runs enqueued; following them")
         runs = []
-        for queue, name, seconds, outcome in RUNS:
-            pushed = client.push(ENTITY, queue, run_spec(queue, name, seconds, outcome))
+        for queue, name, amount, outcome in RUNS:
+            pushed = client.push(ENTITY, queue, run_spec(queue, name, amount, outcome, trainer))
             runs.append(Tracked(queue, name, str(pushed["id"]), ""))
-        follow(client, kubectl, runs, agent, log_path)
+        follow(client, kubectl, runs)
 
         step(6, "done")
         say(table(runs))
+        say("\nthe runs' own log lines (kubectl logs):")
+        for line in run_logs(kubectl, runs):
+            say(line)
         if args.teardown:
             cluster.down(state_dir)
             say(f"\nfinished in {time.monotonic() - t0:.0f} s; the local environment is stopped.")
@@ -358,19 +376,13 @@ def main(argv: list[str] | None = None) -> int:
             f"  export KUBECONFIG={kcfg}\n"
             f"  {bin_dir}/kubectl get jobs,pytorchjobs -A -l wandb.ai/run-id\n"
             f"  {bin_dir}/kubectl get all -n {AGENT_NAMESPACE}\n"
-            f"  agent log: {log_path}\n"
+            f"  {bin_dir}/kubectl logs -n {AGENT_NAMESPACE} -l app.kubernetes.io/instance={RELEASE}\n"
             f"Tear down:\n  {sys.executable} -m localenv down --state-dir {state_dir}")
         return 0
-    except (DemoError, cluster.LocalenvError, kubeconfig.TokenError, tools.BuildError) as exc:
+    except (DemoError, cluster.LocalenvError, kubeconfig.TokenError, tools.BuildError, lock.NodeBusy,
+            images.ImageError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
-    finally:
-        if agent is not None and agent.poll() is None:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                agent.kill()
 
 
 if __name__ == "__main__":
