@@ -105,6 +105,24 @@ def test_the_agent_pod_runs_from_its_image_under_the_restricted_standard(
     assert "KUBERNETES_SERVICE_HOST=10.96.0.1" in env and "KUBECONFIG" not in env
 
 
+def test_the_agent_image_size_is_reported(request: pytest.FixtureRequest, node_images: NodeImages) -> None:
+    """The image's layers as a registry would store them (compressed), base included."""
+    from localenv import images
+    from localenv.images import oci, project
+
+    archive = project.agent(log=lambda _line: None)
+    assert archive.ref == node_images.agent
+    layers = oci.read_archive(archive.path).size
+    base = images.python_base(log=lambda _line: None).size  # uncompressed
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    line = (f"agent image {archive.ref}: {layers / 1e6:.1f} MB of compressed layers "
+            f"(on a {base / 1e6:.0f} MB uncompressed Debian base)")
+    request.node.user_properties.append(("agent_image_bytes", layers))
+    if reporter is not None:
+        reporter.write_line(f"\n[image size] {line}")
+    assert 0 < layers < 150e6, line  # the slim runtime set on a slim base; wandb[launch] alone is 906 MB
+
+
 def _run_state(emu: EntityAdmin, run_id: str) -> str:
     try:
         return str(emu.run(ENTITY, PROJECT, run_id).get("state") or "")
