@@ -76,8 +76,11 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
+_STARTED = time.monotonic()
+
+
 def step(n: int, msg: str) -> None:
-    say(f"\n[{n}/6] {msg}")
+    say(f"\n[{n}/6] {msg}  (at {time.monotonic() - _STARTED:.0f} s)")
 
 
 class Kubectl:

@@ -22,7 +22,7 @@ def test_demo_runs_every_queued_run_to_its_end(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "localenv.demo", "--state-dir", str(state_dir), "--teardown"],
                           cwd=REPO, capture_output=True, text=True, timeout=2400, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    table = proc.stdout.split("[6/6] done", 1)[1]
+    table = proc.stdout.split("[6/6] done", 1)[1].split("\n", 1)[1]
     rows = {line.split()[1]: line.split() for line in table.splitlines()
             if line.split() and line.split()[0] in demo.QUEUES}
     assert set(rows) == {name for _, name, _, _ in demo.RUNS}
