@@ -76,7 +76,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not args.no_real_node:
         lifecycle.check_host()
         # Refuse (or wait) before anything starts: one real node per machine.
-        machine_lock = lock.acquire(state_dir, wait=args.wait_real_node, log=_err)
+        machine_lock = lifecycle.acquire_lock(state_dir, args.wait_real_node, _err)
     try:
         state = cluster.up(state_dir, nodes=args.nodes, bin_dir=bins, with_emulator=not args.no_emulator, log=_err)
     except BaseException:

@@ -110,7 +110,7 @@ def ensure_cluster(state_dir: Path) -> cluster.State:
     say(f"starting kube-apiserver, etcd, controller-manager, scheduler, kwok, the W&B emulator and the real node "
         f"(kubelet, containerd, kube-proxy, CoreDNS) in {state_dir}")
     lifecycle.check_host()
-    machine_lock = lock.acquire(state_dir, wait=NODE_WAIT, log=lambda line: say(f"  {line}"))
+    machine_lock = lifecycle.acquire_lock(state_dir, NODE_WAIT, lambda line: say(f"  {line}"))
     try:
         state = cluster.up(state_dir, log=lambda line: say(f"  {line}"))
         lifecycle.attach(state, machine_lock, log=lambda line: say(f"  {line}"))

@@ -82,7 +82,7 @@ def start(state: cluster.State, wait: float = 0.0, log: Callable[[str], None] = 
           tie_to_parent: bool = False) -> RealNode:
     """Take the machine lock (waiting up to *wait* seconds) and attach the real node to *state*."""
     lifecycle.check_host()
-    machine_lock = lock.acquire(Path(state.state_dir), wait=wait, log=log)
+    machine_lock = lifecycle.acquire_lock(Path(state.state_dir), wait, log)
     try:
         ns = lifecycle.attach(state, machine_lock, log=log, tie_to_parent=tie_to_parent)
     except BaseException:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from localenv import cluster, images, kubeconfig, pki, tools
+from localenv import cluster, images, kubeconfig, pki
 from localenv.node import config, host, lock, runtime
 from localenv.node.config import Paths
 
@@ -63,8 +64,6 @@ class NodeState:
 
 def check_host() -> None:
     """One line naming what is missing for a real node (packages, root, cgroups)."""
-    import os
-
     if os.geteuid() != 0:
         raise NodeError("a real node needs root (containerd, runc, the bridge and cgroups)")
     missing = [c for c in REQUIRED_COMMANDS if shutil.which(c) is None]
@@ -317,5 +316,21 @@ def recover(previous_state_dir: Path, log: Log = print) -> None:
     shutil.rmtree(paths.root, ignore_errors=True)
 
 
-def binaries_ready() -> Path:
-    return tools.bin_dir()
+def reclaim(holder: lock.Holder) -> bool:
+    """When the lock's holder has no kubelet, containerd or relay left (its localenv died without
+    ``down``), clean up what is left of its node — the shims that still hold the lock among it."""
+    if not holder.state_dir:
+        return False
+    state_dir = Path(holder.state_dir)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            cmd = runtime._cmdline(int(entry.name))
+            if holder.state_dir in cmd and "containerd-shim" not in cmd:
+                return False  # a process of that localenv still runs: the node is in use
+    recover(state_dir, print)
+    return True
+
+
+def acquire_lock(state_dir: Path, wait: float, log: Log) -> lock.MachineLock:
+    """The machine lock, reclaiming it from a node whose localenv is gone."""
+    return lock.acquire(state_dir, wait=wait, log=log, reclaim=reclaim)

@@ -100,9 +100,13 @@ def try_acquire(state_dir: Path, path: Path = LOCK_FILE) -> MachineLock | None:
 
 
 def acquire(state_dir: Path, wait: float = 0.0, log: Callable[[str], None] = print,
-            path: Path = LOCK_FILE) -> MachineLock:
-    """Take the lock, waiting up to *wait* seconds (a progress line every 30 s)."""
+            path: Path = LOCK_FILE, reclaim: Callable[[Holder], bool] | None = None) -> MachineLock:
+    """Take the lock, waiting up to *wait* seconds (a progress line every 30 s). *reclaim* is
+    asked about a busy lock first: it may clean up a node whose localenv is gone but whose
+    container shims still hold the lock, and say so (True)."""
     lock = try_acquire(state_dir, path)
+    if lock is None and reclaim is not None and reclaim(read_holder(path)):
+        lock = try_acquire(state_dir, path)
     if lock is not None:
         return lock
     holder = read_holder(path)
@@ -119,6 +123,8 @@ def acquire(state_dir: Path, wait: float = 0.0, log: Callable[[str], None] = pri
     while True:
         time.sleep(1.0)
         lock = try_acquire(state_dir, path)
+        if lock is None and reclaim is not None and reclaim(read_holder(path)):
+            lock = try_acquire(state_dir, path)
         if lock is not None:
             log(f"got the real node after {time.monotonic() - t0:.0f} s of waiting")
             return lock

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from localenv import cluster, images, tools
-from localenv.node import config, host, lifecycle, lock, runtime
+from localenv.node import config, host, lifecycle, runtime
 from localenv.node.config import Paths
 
 
@@ -33,7 +33,7 @@ def test_down_restores_the_machine(tmp_path: Path) -> None:
     state_dir = tmp_path / "env"
     # Take the machine's lock first (waiting for another session's node to go), so the snapshot
     # is of the machine without any real node.
-    machine_lock = lock.acquire(state_dir, wait=3600, log=print)
+    machine_lock = lifecycle.acquire_lock(state_dir, 3600, print)
     try:
         before = host.snapshot()
         state = cluster.up(state_dir, bin_dir=tools.bin_dir(), with_emulator=False, tie_to_parent=True)
