@@ -75,16 +75,8 @@ def tree_hash(root: Path, paths: Iterable[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _locked(name: str) -> Iterator[None]:
-    path = cache_dir() / "locks" / f"{name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _locked(name: str) -> contextlib.AbstractContextManager[None]:
+    return tools._locked(cache_dir() / "locks" / f"{name}.lock")
 
 
 def _cached(name: str, key: str, make: Callable[[Path, str], Archive], log: Log) -> Archive:
