@@ -17,14 +17,13 @@ reuses a stale image. ``localenv.node`` imports archives into the real node's co
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from localenv import tools
