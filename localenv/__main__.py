@@ -34,6 +34,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from localenv.buildservers import install
 
     t0 = time.monotonic()
+    tools.go_version(tools.find_go())  # a missing or old Go is one line, before anything starts
     with_images = not args.no_images and os.geteuid() == 0
     if with_images:
         packages.install(log=_err)
