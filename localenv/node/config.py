@@ -36,6 +36,11 @@ class Paths:
         return self.root / "containerd"
 
     @property
+    def registry_hosts(self) -> Path:
+        """``certs.d``: one ``<host:port>/hosts.toml`` per registry containerd may pull from."""
+        return self.containerd / "certs.d"
+
+    @property
     def containerd_config(self) -> Path:
         return self.containerd / "config.toml"
 
@@ -121,6 +126,11 @@ disabled_plugins = [
   enable_selinux = false
   disable_apparmor = true
   max_container_log_line_size = 16384
+
+# Registries are configured per host in certs.d/<host:port>/hosts.toml (e.g. a local
+# registry over plain HTTP that build tests write); none by default.
+[{cri}.registry]
+  config_path = "{c / 'certs.d'}"
 
 [{cri}.containerd]
   snapshotter = "overlayfs"

@@ -97,6 +97,27 @@ def test_up_retries_when_a_chosen_port_was_taken(tmp_path: Path, monkeypatch: py
         cluster.up(tmp_path / "t", bin_dir=tmp_path)
 
 
+def test_up_retries_when_etcd_exits_before_logging_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    silent = f"etcd exited while waiting for etcd /health; log {tmp_path}/s/logs/etcd.log:\n"
+
+    def flaky(*args: object) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise cluster.LocalenvError(silent)
+        return "state"
+
+    monkeypatch.setattr(cluster, "_up_once", flaky)
+    assert cluster.up(tmp_path / "s", bin_dir=tmp_path) == "state" and len(calls) == 2
+
+    def loud(*args: object) -> str:
+        raise cluster.LocalenvError(silent + "    panic: corrupt data dir")
+
+    monkeypatch.setattr(cluster, "_up_once", loud)
+    with pytest.raises(cluster.LocalenvError, match="corrupt"):
+        cluster.up(tmp_path / "t", bin_dir=tmp_path)
+
+
 def test_emulator_subcommand_hands_all_arguments_on(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[str]] = []
     monkeypatch.setattr(cluster, "emulator_available", lambda: True)
