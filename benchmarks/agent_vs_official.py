@@ -13,17 +13,17 @@ Our agent needs a Kubernetes API to list its objects: a localenv control plane i
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
+
+from benchmarks.procs import Sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "90"))
@@ -69,67 +69,6 @@ def wandb_version() -> str:
     from importlib.metadata import version
 
     return version("wandb")
-
-
-# --- process-tree sampling ------------------------------------------------------------------------
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            out += [int(c) for c in (task / "children").read_text().split()]
-    return out
-
-
-def _tree(pid: int) -> list[int]:
-    todo, seen = [pid], []
-    while todo:
-        p = todo.pop()
-        seen.append(p)
-        todo += _children(p)
-    return seen
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError):
-        return 0.0
-
-
-class Sampler(threading.Thread):
-    """Peak RSS and last-seen CPU seconds of every process in a tree."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.peak_rss_mb = 0.0
-        self.cpu: dict[int, float] = {}
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            pids = _tree(self.pid)
-            self.peak_rss_mb = max(self.peak_rss_mb, sum(_rss_kb(p) for p in pids) / 1024)
-            for p in pids:
-                self.cpu[p] = max(self.cpu.get(p, 0.0), _cpu_seconds(p))
-            self.done.wait(0.5)
-
-    @property
-    def cpu_seconds(self) -> float:
-        return sum(self.cpu.values())
 
 
 # --- one idle agent ---------------------------------------------------------------------------------

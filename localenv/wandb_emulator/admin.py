@@ -13,6 +13,7 @@ Routes (JSON in, JSON out; identifiers in paths are URL-quoted):
                                                      templateVariables?, prioritizationMode?}
   GET    /_emulator/queues/<entity>/<queue>/items   items of a queue
   POST   /_emulator/queues/<entity>/<queue>/items   {runSpec, priority?, templateVariables?}
+                                                     or {items: [{runSpec, priority?, ...}, ...]}
   GET    /_emulator/items/<id>                      one item
   GET    /_emulator/agents                          launch agents
   POST   /_emulator/agents/<id>/stop-polling        {stop?: true}
@@ -185,6 +186,8 @@ class AdminApi:
             queue = state.find_queue(entity, LAUNCH_PROJECT, name)
             if queue is None:
                 raise AdminError(404, f"queue {entity}/{name} not found")
+            if method == "POST" and "items" in body:
+                return [item_json(state, i) for i in self._push_many(queue, body["items"])]
             if method == "POST":
                 run_spec = _require(body, "runSpec", dict)
                 item = state.push(
@@ -196,6 +199,14 @@ class AdminApi:
                 return item_json(state, item)
             return [item_json(state, i) for i in state.queue_items(queue.id)]
         raise AdminError(404, "no such queue route")
+
+    def _push_many(self, queue: Any, entries: Any) -> list[Item]:
+        """Several items in one call (a burst enqueued at once), in the order given."""
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("runSpec"), dict)
+                                                    for e in entries):
+            raise AdminError(400, "field 'items' must be a list of objects with a 'runSpec' object")
+        return [self.state.push(queue, e["runSpec"], priority=e.get("priority"),
+                                template_values=e.get("templateVariables")) for e in entries]
 
     def _agents(self, method: str, rest: list[str], body: dict[str, Any]) -> Any:
         if not rest:

@@ -130,6 +130,12 @@ class EmulatorClient:
         result: dict[str, Any] = self.call("POST", f"/_emulator/queues/{quote(entity, safe='')}/{quote(queue, safe='')}/items", body)
         return result
 
+    def push_many(self, entity: str, queue: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Push several items in one call; each entry is ``{"runSpec": ..., "priority"?: ...}``."""
+        result: list[dict[str, Any]] = self.call(
+            "POST", f"/_emulator/queues/{quote(entity, safe='')}/{quote(queue, safe='')}/items", {"items": entries})
+        return result
+
     def items(self, entity: str, queue: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.call("GET", f"/_emulator/queues/{quote(entity, safe='')}/{quote(queue, safe='')}/items")
         return result

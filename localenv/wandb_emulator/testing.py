@@ -79,8 +79,11 @@ def _start_thread(state_file: Path | None, claim_timeout: float, port: int, api_
     return RunningEmulator(server.url, key, EmulatorClient(server.url, key), server.stop, server.port)
 
 
-def _start_process(state_file: Path | None, claim_timeout: float, port: int, api_key: str | None) -> RunningEmulator:
+def _start_process(state_file: Path | None, claim_timeout: float, port: int, api_key: str | None,
+                   entity: str | None = None) -> RunningEmulator:
     cmd = [sys.executable, "-m", "localenv.wandb_emulator", "--port", str(port), "--claim-timeout", str(claim_timeout)]
+    if entity is not None:
+        cmd += ["--entity", entity]
     if state_file is not None:
         cmd += ["--state-file", str(state_file)]
     if api_key is not None:
@@ -117,12 +120,14 @@ def start(
     claim_timeout: float = 60.0,
     port: int = 0,
     api_key: str | None = None,
+    entity: str | None = None,
 ) -> RunningEmulator:
-    """Start an emulator on ``port`` (0: a free one), in this process (``thread``) or as a ``process``."""
+    """Start an emulator on ``port`` (0: a free one), in this process (``thread``) or as a ``process``;
+    ``entity`` (process mode) is the API key's entity and user name."""
     if mode == "thread":
         return _start_thread(state_file, claim_timeout, port, api_key)
     if mode == "process":
-        return _start_process(state_file, claim_timeout, port, api_key)
+        return _start_process(state_file, claim_timeout, port, api_key, entity)
     raise ValueError("mode must be 'thread' or 'process'")
 
 

@@ -1,0 +1,122 @@
+"""The API server's audit log as the benchmarks' source of truth for Kubernetes-side figures:
+every request an agent sent (counted, not estimated) and when each workload was created and
+finished, to the microsecond, as the API server saw it.
+
+The policy logs, at `Metadata` level, the requests of the benchmark's ServiceAccounts, and at
+`Request` level the job controller's Job status writes (the condition that says a Job ended).
+Everything else (kwok, the scheduler, the other controllers) is not logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+JOB_CONTROLLER = "system:serviceaccount:kube-system:job-controller"
+
+
+def write_policy(path: Path, users: list[str]) -> Path:
+    policy = {
+        "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+        "rules": [
+            # Workload creates with their answer: the name the API server gave (generateName) and labels.
+            {"level": "RequestResponse", "users": users, "verbs": ["create"],
+             "resources": [{"group": "batch", "resources": ["jobs"]}, {"group": "kubeflow.org",
+                                                                        "resources": ["pytorchjobs"]}]},
+            {"level": "Metadata", "users": users},
+            {"level": "Request", "users": [JOB_CONTROLLER], "verbs": ["update", "patch"],
+             "resources": [{"group": "batch", "resources": ["jobs/status"]}]},
+            {"level": "None"},
+        ],
+    }
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
+def apiserver_args(policy: Path, log: Path) -> list[str]:
+    return [f"--audit-policy-file={policy}", f"--audit-log-path={log}", "--audit-log-format=json",
+            "--audit-log-maxsize=0", "--audit-log-mode=blocking"]
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    """Every event written so far (a torn last line, still being written, is left out)."""
+    out = []
+    with contextlib.suppress(FileNotFoundError), path.open() as handle:
+        for line in handle:
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+    return out
+
+
+def timestamp(text: str) -> float:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def requests_of(events: Iterable[dict[str, Any]], user: str, since: float = 0.0,
+                until: float = float("inf")) -> list[dict[str, Any]]:
+    """One event per request of `user` received in [since, until): its final stage, or the
+    ResponseStarted of a watch still open."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for e in events:
+        if (e.get("user") or {}).get("username") != user:
+            continue
+        received = timestamp(e["requestReceivedTimestamp"])
+        if not since <= received < until:
+            continue
+        if e["auditID"] not in by_id or e.get("stage") in ("ResponseComplete", "Panic"):
+            by_id[e["auditID"]] = e
+    return list(by_id.values())
+
+
+def verbs(requests: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Requests by `verb resource` (watches and lists told apart), for the JSON breakdown."""
+    counts: Counter[str] = Counter()
+    for e in requests:
+        ref = e.get("objectRef") or {}
+        resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        counts[f"{e.get('verb')} {resource or e.get('requestURI', '')}"] += 1
+    return dict(sorted(counts.items()))
+
+
+def created(events: Iterable[dict[str, Any]], user: str, resource: str, label: str = "wandb.ai/run-id") -> dict[str, float]:
+    """run id (the workload's `label`) -> when the API server answered its create with 201."""
+    out: dict[str, float] = {}
+    for e in events:
+        ref = e.get("objectRef") or {}
+        if (e.get("stage") == "ResponseComplete" and e.get("verb") == "create" and ref.get("resource") == resource
+                and not ref.get("subresource") and (e.get("user") or {}).get("username") == user
+                and (e.get("responseStatus") or {}).get("code") == 201):
+            meta = (e.get("responseObject") or {}).get("metadata") or {}
+            run_id = (meta.get("labels") or {}).get(label)
+            if run_id:
+                out.setdefault(run_id, timestamp(e["stageTimestamp"]))
+    return out
+
+
+def names(events: Iterable[dict[str, Any]], user: str, resource: str) -> set[str]:
+    """Names of the workloads `user` created."""
+    return {((e.get("responseObject") or {}).get("metadata") or {}).get("name", "") for e in events
+            if e.get("verb") == "create" and (e.get("objectRef") or {}).get("resource") == resource
+            and (e.get("user") or {}).get("username") == user and (e.get("responseStatus") or {}).get("code") == 201}
+
+
+def jobs_finished(events: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Job name -> when the job controller wrote its Complete or Failed condition."""
+    out: dict[str, float] = {}
+    for e in events:
+        if (e.get("user") or {}).get("username") != JOB_CONTROLLER or e.get("stage") != "ResponseComplete":
+            continue
+        ref = e.get("objectRef") or {}
+        status = ((e.get("requestObject") or {}).get("status") or {})
+        ended = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                    for c in status.get("conditions") or [])
+        if ended and ref.get("name") and (e.get("responseStatus") or {}).get("code") == 200:
+            out.setdefault(ref["name"], timestamp(e["stageTimestamp"]))
+    return out

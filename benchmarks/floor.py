@@ -1,0 +1,58 @@
+"""The floor no agent can beat: the same workloads created straight from their run specs by one
+client (the agent's own Kubernetes client, one keep-alive connection), with no W&B in between.
+
+`tight_loop`: one create after another, as fast as the API server answers (the burst floor);
+per run, the time from the loop's start to its workload's create. `one_call`: the time one
+create call takes (the floor of a single run's enqueue -> created).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.manifest import ManifestSettings, build_workload
+from benchmarks.site import AGENT_NS, ENTITY, JOBS_NS, SECRET
+
+
+def settings() -> ManifestSettings:
+    # Its own identity, so neither agent sees these workloads as its own.
+    return ManifestSettings(agent_namespace=AGENT_NS, target_namespaces=(AGENT_NS, JOBS_NS), api_key_secret=SECRET,
+                            agent_identity="floor", queue_entity=ENTITY)
+
+
+def workloads(items: list[dict[str, Any]], queue: str) -> list[dict[str, Any]]:
+    """The workload of each pushed item (its merged run spec), as our agent would build it."""
+    out = []
+    for item in items:
+        spec = dict(item["run_spec"])
+        spec.setdefault("run_id", f"floor{item['seq']}")
+        out.append(build_workload(spec, item_id=item["id"], queue=queue, settings=settings())[-1])
+    return out
+
+
+async def _create_all(kubeconfig: Path, objs: list[dict[str, Any]]) -> tuple[float, list[float], list[float]]:
+    from agent.kube.client import Kube
+
+    kube = Kube.connect(str(kubeconfig))
+    try:
+        await kube.resolve(objs[0]["apiVersion"], objs[0]["kind"])  # discovery is not part of the floor
+        started = time.perf_counter()
+        since_start, per_call = [], []
+        for obj in objs:
+            before = time.perf_counter()
+            _, new = await kube.create(obj)
+            assert new, f"floor: {obj['metadata']['name']} existed already"
+            now = time.perf_counter()
+            since_start.append(now - started)
+            per_call.append(now - before)
+        return time.perf_counter() - started, since_start, per_call
+    finally:
+        await kube.aclose()
+
+
+def tight_loop(kubeconfig: Path, objs: list[dict[str, Any]]) -> dict[str, Any]:
+    total, since_start, per_call = asyncio.run(_create_all(kubeconfig, objs))
+    return {"total_s": total, "latencies": since_start, "per_call": per_call}
