@@ -7,6 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 .PHONY: all venv tools image demo test test-unit lint bench clean help
 
@@ -15,7 +16,7 @@ all: test
 help:
 	@echo "make demo   - bring up the local control plane and W&B emulator, install the chart, run the agent"
 	@echo "make test   - install everything needed and run every test"
-	@echo "make bench  - benchmarks against the official agent, printed as ratios"
+	@echo "make bench  - benchmarks against the official agent and the floor, printed as ratios (~15 min)"
 	@echo "make image  - build the agent image (Docker or Podman; here Debian's buildah on a local base)"
 	@echo "make lint   - ruff"
 
@@ -47,8 +48,15 @@ test: venv tools
 demo: venv tools
 	@$(PY) -m localenv.demo
 
-bench: venv tools
-	@$(PY) -m benchmarks
+$(BENCH_STAMP): $(STAMP)
+	@echo ">> installing the benchmarks' extras (matplotlib)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	@rm -f $(VENV)/.bench-*
+	@touch $@
+
+# BENCH_ARGS: e.g. "--preset full --update-readme" or "burst trickle"
+bench: venv tools $(BENCH_STAMP)
+	@$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

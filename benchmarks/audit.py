@@ -3,7 +3,8 @@ every request an agent sent (counted, not estimated) and when each workload was 
 finished, to the microsecond, as the API server saw it.
 
 The policy logs, at `Metadata` level, the requests of the benchmark's ServiceAccounts, and at
-`Request` level the job controller's Job status writes (the condition that says a Job ended).
+`Request` level the job controller's Job status writes (the condition that says a Job ended)
+and kwok's pod status writes (the phase that says a pod ended).
 Everything else (kwok, the scheduler, the other controllers) is not logged.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 JOB_CONTROLLER = "system:serviceaccount:kube-system:job-controller"
+KWOK = "localenv-kwok"  # plays the kubelet: writes each pod's phase
 
 
 def write_policy(path: Path, users: list[str]) -> Path:
@@ -33,6 +35,8 @@ def write_policy(path: Path, users: list[str]) -> Path:
             {"level": "Metadata", "users": users},
             {"level": "Request", "users": [JOB_CONTROLLER], "verbs": ["update", "patch"],
              "resources": [{"group": "batch", "resources": ["jobs/status"]}]},
+            {"level": "Request", "users": [KWOK], "verbs": ["update", "patch"],
+             "resources": [{"group": "", "resources": ["pods/status"]}]},
             {"level": "None"},
         ],
     }
@@ -100,6 +104,20 @@ def created(events: Iterable[dict[str, Any]], user: str, resource: str, label: s
     return out
 
 
+def created_names(events: Iterable[dict[str, Any]], user: str, resource: str,
+                  label: str = "wandb.ai/run-id") -> dict[str, str]:
+    """run id -> name of the workload `user` created for it."""
+    out: dict[str, str] = {}
+    for e in events:
+        if (e.get("verb") == "create" and (e.get("objectRef") or {}).get("resource") == resource
+                and (e.get("user") or {}).get("username") == user and (e.get("responseStatus") or {}).get("code") == 201):
+            meta = (e.get("responseObject") or {}).get("metadata") or {}
+            run_id = (meta.get("labels") or {}).get(label)
+            if run_id and meta.get("name"):
+                out.setdefault(run_id, meta["name"])
+    return out
+
+
 def names(events: Iterable[dict[str, Any]], user: str, resource: str) -> set[str]:
     """Names of the workloads `user` created."""
     return {((e.get("responseObject") or {}).get("metadata") or {}).get("name", "") for e in events
@@ -120,3 +138,27 @@ def jobs_finished(events: Iterable[dict[str, Any]]) -> dict[str, float]:
         if ended and ref.get("name") and (e.get("responseStatus") or {}).get("code") == 200:
             out.setdefault(ref["name"], timestamp(e["stageTimestamp"]))
     return out
+
+
+def pods_finished(events: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Pod name -> when its phase was first written as Succeeded or Failed (kwok, as a kubelet)."""
+    out: dict[str, float] = {}
+    for e in events:
+        if (e.get("user") or {}).get("username") != KWOK or e.get("stage") != "ResponseComplete":
+            continue
+        phase = (((e.get("requestObject") or {}).get("status")) or {}).get("phase")
+        name = (e.get("objectRef") or {}).get("name")
+        if phase in ("Succeeded", "Failed") and name and (e.get("responseStatus") or {}).get("code") == 200:
+            out.setdefault(name, timestamp(e["stageTimestamp"]))
+    return out
+
+
+def workloads_finished(events: list[dict[str, Any]], jobs: Iterable[str]) -> dict[str, float]:
+    """Job name -> when it ended: its first pod ending, or its Failed/Complete condition if earlier."""
+    by_job = jobs_finished(events)
+    wanted = set(jobs)
+    for pod, when in pods_finished(events).items():
+        job = pod.rsplit("-", 1)[0]
+        if job in wanted:
+            by_job[job] = min(when, by_job.get(job, when))
+    return {j: t for j, t in by_job.items() if j in wanted}

@@ -85,11 +85,12 @@ def measure(site: Site, agent: agents.Running, batch: Batch, *, resource: str = 
     t_push = time.time()
     items = push(site, batch)
     ids = {i["id"] for i in items}
+    runs = {str(spec["run_id"]) for _, spec, _ in batch.runs}
     end = time.monotonic() + deadline
     done = False
     created: dict[str, float] = {}
     while time.monotonic() < end:
-        created = audit.created(site.audit_events(), user, resource)
+        created = {r: t for r, t in audit.created(site.audit_events(), user, resource).items() if r in runs}
         states = [i["state"] for i in _items(site, ids)]
         if any(s == "FAILED" for s in states):
             break
@@ -108,7 +109,7 @@ def measure(site: Site, agent: agents.Running, batch: Batch, *, resource: str = 
     counts = site.emu.counts()
     got = _items(site, ids)
     events = site.audit_events()
-    created = audit.created(events, user, resource)
+    created = {r: t for r, t in audit.created(events, user, resource).items() if r in runs}
     failed = [i for i in got if i["state"] == "FAILED"]
     if not done:
         why = (f"{len(failed)} item(s) failed: {failed[0].get('error')}" if failed else
@@ -116,7 +117,7 @@ def measure(site: Site, agent: agents.Running, batch: Batch, *, resource: str = 
                f"{sum(i['state'] in ('LEASED', 'FINISHED') for i in got)} of {n} items acked")
         return Outcome(False, error=why, figures=_counts(counts, idle, t_end - t_push, n))
     enqueued = {i["run_spec"]["run_id"]: float(i["created_at"]) for i in got}
-    creates = Counter(r for r in _created_runs(events, user, resource))
+    creates = Counter(r for r in _created_runs(events, user, resource) if r in runs)
     twice = sorted(r for r, c in creates.items() if c > 1)
     if twice:
         return Outcome(False, error=f"run(s) {', '.join(twice[:5])} got two workloads")

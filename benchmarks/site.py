@@ -76,8 +76,8 @@ class Site:
     def audit_events(self) -> list[dict[str, Any]]:
         return audit.read(self.audit_log)
 
-    def queue(self, name: str, config: dict[str, Any]) -> None:
-        self.emu.create_queue(ENTITY, name, config)
+    def queue(self, name: str, config: dict[str, Any], *, priorities: bool = False) -> None:
+        self.emu.create_queue(ENTITY, name, config, prioritization_mode="V0" if priorities else None)
 
 
 def _objects() -> list[dict[str, Any]]:

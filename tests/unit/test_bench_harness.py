@@ -1,0 +1,98 @@
+"""The benchmark harness's arithmetic: audit-log parsing, percentiles, sizes from the environment,
+the figure documents and the table. No timing is asserted anywhere (figures live in `make bench`)."""
+
+from __future__ import annotations
+
+import math
+
+from benchmarks import audit, config, report, stats
+from benchmarks.launches import _counts
+
+USER = "system:serviceaccount:bench-agent:ours"
+
+
+def event(audit_id: str, stage: str, verb: str, resource: str, *, user: str = USER, at: str = "2026-01-01T00:00:01.5Z",
+          code: int = 200, name: str = "", labels: dict | None = None, request: dict | None = None) -> dict:
+    e = {"auditID": audit_id, "stage": stage, "verb": verb, "user": {"username": user},
+         "objectRef": {"resource": resource, "name": name}, "requestReceivedTimestamp": "2026-01-01T00:00:01Z",
+         "stageTimestamp": at, "responseStatus": {"code": code}}
+    if labels is not None:
+        e["responseObject"] = {"metadata": {"name": name, "labels": labels}}
+    if request is not None:
+        e["requestObject"] = request
+    return e
+
+
+def test_a_watch_counts_once_and_other_users_not_at_all():
+    events = [event("w", "ResponseStarted", "watch", "pods"), event("w", "ResponseComplete", "watch", "pods"),
+              event("c", "ResponseComplete", "create", "jobs", code=201),
+              event("x", "ResponseComplete", "get", "jobs", user="someone-else")]
+    got = audit.requests_of(events, USER)
+    assert sorted(e["auditID"] for e in got) == ["c", "w"]
+    assert audit.verbs(got) == {"create jobs": 1, "watch pods": 1}
+    assert audit.requests_of(events, USER, since=audit.timestamp("2026-01-01T00:00:02Z")) == []
+
+
+def test_create_times_come_from_the_answer_and_only_successful_creates_count():
+    events = [event("a", "ResponseComplete", "create", "jobs", code=201, name="j-a", labels={"wandb.ai/run-id": "r1"},
+                    at="2026-01-01T00:00:03.25Z"),
+              event("b", "ResponseComplete", "create", "jobs", code=409, name="j-a", labels={"wandb.ai/run-id": "r1"}),
+              event("c", "ResponseComplete", "create", "jobs", code=201, name="j-c", labels={})]
+    assert audit.created(events, USER, "jobs") == {"r1": audit.timestamp("2026-01-01T00:00:03.25Z")}
+    assert audit.created_names(events, USER, "jobs") == {"r1": "j-a"}
+    assert audit.names(events, USER, "jobs") == {"j-a", "j-c"}
+
+
+def test_a_workload_ends_when_its_first_pod_ends_or_its_condition_says_so():
+    pod_end = event("p", "ResponseComplete", "patch", "pods", user=audit.KWOK, name="job1-abcde",
+                    at="2026-01-01T00:00:05Z", request={"status": {"phase": "Failed"}})
+    running = event("q", "ResponseComplete", "patch", "pods", user=audit.KWOK, name="job1-abcde",
+                    at="2026-01-01T00:00:04Z", request={"status": {"phase": "Running"}})
+    condition = event("j", "ResponseComplete", "update", "jobs", user=audit.JOB_CONTROLLER, name="job1",
+                      at="2026-01-01T00:00:06Z",
+                      request={"status": {"conditions": [{"type": "Failed", "status": "True"}]}})
+    other = event("k", "ResponseComplete", "update", "jobs", user=audit.JOB_CONTROLLER, name="job2",
+                  at="2026-01-01T00:00:07Z", request={"status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+    events = [running, pod_end, condition, other]
+    assert audit.workloads_finished(events, ["job1", "job2"]) == {
+        "job1": audit.timestamp("2026-01-01T00:00:05Z"), "job2": audit.timestamp("2026-01-01T00:00:07Z")}
+
+
+def test_percentiles_and_spread():
+    assert stats.percentile([1, 2, 3, 4, 5], 50) == 3
+    assert stats.percentile([0, 10], 95) == 9.5
+    assert math.isnan(stats.percentile([], 50))
+    assert stats.spread([3.0, None, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
+    assert stats.spread([None]) is None
+
+
+def test_sizes_from_the_environment():
+    got = config.sizes("quick", {"BENCH_BURST_RUNS": "9", "BENCH_AGENTS": "ours,official-nodocker",
+                                 "BENCH_LATENCIES_MS": "0,25", "BENCH_OFFICIAL_DOCKER_VARIANT": "yes"})
+    assert (got.burst_runs, got.agents, got.latencies_ms, got.official_docker_variant) == (
+        9, ("ours", "official-nodocker"), (0.0, 25.0), True)
+    assert config.sizes("default", {}) == config.PRESETS["default"]
+
+
+def test_a_failed_run_is_a_failure_in_the_document_and_the_table():
+    fig = report.Figure("total", "s")
+    for value in (2.0, 4.0, 3.0):
+        fig.add("ours", value)
+    fig.add("official", 30.0)
+    fig.fail("official", "the official agent exited")
+    fig.add("floor", 1.5)
+    doc = fig.doc()
+    assert doc["ours"]["median"] == 3.0 and doc["ratio"] == 0.1 and doc["ratio_floor"] == 2.0
+    assert doc["failures"] == {"official": ["the official agent exited"]}
+    sc = report.Scenario("burst", "burst of 3")
+    sc.figures["total"] = fig
+    table = report.table({"scenarios": {"burst": sc.doc()}})
+    assert "| burst of 3 | total (s) | 3.00 (2.00-4.00) | 30.0 +1 failed | 1.50 | 0.10x | 2.00x |" in table
+    assert "the official agent exited" in report.notes({"scenarios": {"burst": sc.doc()}})
+
+
+def test_wandb_requests_per_run_count_everything_sent():
+    got = _counts({"popFromRunQueue": 12, "ackRunQueueItem": 10, "LaunchAgent": 3}, {"LaunchAgent": 0.1}, 30.0, 10)
+    assert got["wandb_requests_per_run"] == 2.5
+    assert got["wandb_breakdown"]["popFromRunQueue"] == 1.2
+    assert got["idle_wandb_requests_per_min"] == 6.0
