@@ -54,6 +54,7 @@ class AgentSettings:
     pod_name: str = ""
     workload_kinds: tuple[str, ...] = ()  # extra "group/version/Kind" to re-adopt on start
     allowed_service_accounts: tuple[str, ...] = ()
+    allowed_secrets: tuple[str, ...] = ()  # Secrets launched pods may reference besides the API key's
     agent_config: Mapping[str, Any] = field(default_factory=dict)  # the file's dict, sent to W&B
     version: str = ""
     http_timeout: float = 20.0
@@ -95,6 +96,7 @@ class AgentSettings:
             git_credentials_secret=self.git_credentials_secret,
             max_code_bytes=self.max_code_bytes,
             per_user_keys=self.per_user_keys,
+            allowed_secrets=self.allowed_secrets,
         )
 
 
@@ -267,6 +269,7 @@ def resolve(*, config_path: str | None = None, entity: str | None = None, queues
         pod_name=env.get("LAUNCH_AGENT_POD_NAME") or env.get("HOSTNAME", ""),
         workload_kinds=_csv(env.get("LAUNCH_AGENT_WORKLOAD_KINDS")),
         allowed_service_accounts=_csv(env.get("LAUNCH_AGENT_ALLOWED_SERVICE_ACCOUNTS")),
+        allowed_secrets=_csv(env.get("LAUNCH_AGENT_ALLOWED_SECRETS")),
         agent_config=agent_config,
         version=version,
         http_timeout=_float(env.get("WANDB_HTTP_TIMEOUT", "20"), "WANDB_HTTP_TIMEOUT"),

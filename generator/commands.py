@@ -177,7 +177,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from generator.preview import ManifestError, RunFacts, build
+    from generator.preview import ManifestError, RunFacts, build, queue_secrets
 
     qdoc, problems = load_checked(args.queue, "queue-config")
     entity, secure = args.entity, False
@@ -198,7 +198,8 @@ def cmd_queue(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         objs = build(info, queue_name=args.queue_name or Path(args.queue).stem, agent_namespace=args.namespace,
                      targets=(info.namespace,) if info.namespace else (), api_key_secret=args.api_key_secret,
-                     release=args.release, security_level=args.security_level, secure_mode=secure, run=facts)
+                     release=args.release, security_level=args.security_level, secure_mode=secure, run=facts,
+                     allowed_secrets=queue_secrets([info], args.api_key_secret))
     except ManifestError as exc:
         raise InputError([Problem(args.queue, f"the agent refuses this queue config: {exc.rule}: "
                                               f"{exc.message}")]) from None

@@ -207,16 +207,18 @@ def derive(opts: ValuesOptions) -> Derived:
 
 def _refusals(infos: Sequence[QueueInfo], opts: ValuesOptions, secure_mode: bool) -> list[Problem]:
     """Queue configs our agent would refuse for every run (Pod Security baseline, host namespaces...)."""
-    from generator.preview import ManifestError, build
+    from generator.preview import ManifestError, build, queue_secrets
 
     agent_ns = opts.namespace or "default"
     targets = sorted({q.namespace for q in infos if q.namespace})
+    key_secret = opts.api_key_secret or DEFAULT_API_KEY_SECRET
     out = []
     for q in infos:
         try:
             build(q, queue_name="preview", agent_namespace=agent_ns, targets=targets,
-                  api_key_secret=opts.api_key_secret or DEFAULT_API_KEY_SECRET, release=opts.release,
-                  security_level=opts.security_level or "baseline", secure_mode=secure_mode)
+                  api_key_secret=key_secret, release=opts.release,
+                  security_level=opts.security_level or "baseline", secure_mode=secure_mode,
+                  allowed_secrets=queue_secrets(infos, key_secret))
         except ManifestError as exc:
             out.append(Problem(q.file, f"the agent would refuse every run on this queue: {exc.rule}: "
                                        f"{exc.message}"))
@@ -251,6 +253,12 @@ def _fill_values(d: Derived, opts: ValuesOptions, facts: agentconfig.AgentFacts,
         put(("agent", "existingApiKeySecret"), opts.api_key_secret or DEFAULT_API_KEY_SECRET)
     if ident.pod_labels:
         put(("agent", "labels"), dict(ident.pod_labels))
+    if not d.official_image:
+        from generator.preview import queue_secrets
+
+        secrets = queue_secrets(d.queue_infos, opts.api_key_secret or DEFAULT_API_KEY_SECRET)
+        if secrets:  # the Secrets the reviewed queue configs name; runs may name no others
+            put(("agent", "allowedSecrets"), secrets)
     put(("serviceAccount", "annotations"), dict(ident.annotations))
     put(("additionalTargetNamespaces",), [ns for ns, _ in d.targets])
     put(("rbac", "extraRules"), [])

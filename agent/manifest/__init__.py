@@ -11,8 +11,11 @@ What it guarantees:
 - the W&B API key reaches containers only through a `secretKeyRef` (`env`);
 - Job `backoffLimit`/`ttlSecondsAfterFinished` and per-container `securityContext` defaults are
   written where Kubernetes reads them, only when the queue config left them unset (`podpolicy`);
-- a namespace outside the agent's targets, or a pod spec that breaks the Pod Security Standards
-  level, raises `ManifestError` before anything is created (`workload`).
+- a namespace outside the agent's targets, a pod that breaks the Pod Security Standards level
+  exactly as the API server's PodSecurity admission judges it (`pss`), a reference to a Secret
+  that is neither the API key's nor allowlisted (`secretrefs`), or an additional service of a kind
+  other than Deployment, Service or Pod (`services`) raises `ManifestError` before anything is
+  created.
 """
 
 from agent.manifest.env import run_env
@@ -42,14 +45,18 @@ from agent.manifest.names import (
     workload_name,
 )
 from agent.manifest.podpolicy import apply_security_defaults, check_pod_spec, check_shape, pod_templates
+from agent.manifest.pss import violations as pss_violations
+from agent.manifest.secretrefs import secret_refs
+from agent.manifest.services import AUXILIARY_KINDS
 from agent.manifest.settings import SECURITY_LEVELS, ManifestSettings
 from agent.manifest.workload import JOB_API_VERSIONS, build_workload, resolve_namespace, workload_of
 
 __all__ = [
-    "ANN_ENTITY", "ANN_ITEM_ID", "ANN_PROJECT", "ANN_QUEUE", "ANN_RUN_ID", "ANN_RUN_NAME", "JOB_API_VERSIONS",
+    "ANN_ENTITY", "ANN_ITEM_ID", "ANN_PROJECT", "ANN_QUEUE", "ANN_RUN_ID", "ANN_RUN_NAME", "AUXILIARY_KINDS",
+    "JOB_API_VERSIONS",
     "LABEL_AGENT", "LABEL_ITEM", "LABEL_MANAGED_BY", "LABEL_MONITOR", "LABEL_QUEUE", "LABEL_ROLE",
     "LABEL_RUN_ID", "MACROS", "MANAGED_BY", "SECURITY_LEVELS", "ManifestError", "ManifestSettings", "RunInfo",
     "apply_security_defaults", "build_workload", "check_pod_spec", "check_shape", "dns_name", "expand_macros",
-    "identity_labels", "item_label", "kubernetes_args", "label_value", "pod_templates", "resolve_namespace",
-    "run_env", "run_info", "selector", "short_hash", "workload_name", "workload_of",
+    "identity_labels", "item_label", "kubernetes_args", "label_value", "pod_templates", "pss_violations",
+    "resolve_namespace", "run_env", "run_info", "secret_refs", "selector", "short_hash", "workload_name", "workload_of",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 
+from agent.manifest.errors import ManifestError
 from agent.manifest.macros import RunInfo
 from agent.manifest.settings import ManifestSettings
 
@@ -77,3 +78,25 @@ def identity_labels(settings: ManifestSettings) -> dict[str, str]:
 
 def selector(settings: ManifestSettings) -> str:
     return ",".join(f"{k}={v}" for k, v in identity_labels(settings).items())
+
+
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def object_name(kind: str, given: object, fallback: str, *, salt: str = "") -> str:
+    """The name of an object of *kind*: the user's (made DNS-1123 safe) or one derived from *fallback*.
+
+    A Service name is a DNS-1035 label (it becomes a DNS name and an env var prefix): a user's
+    name that is not one is refused rather than silently changed; a derived one gets an `s-`
+    prefix when it would start with a digit.
+    """
+    if kind == "Service":
+        if given:
+            text = str(given)
+            if len(text) > _DNS_LABEL_MAX or not _DNS1035.match(text):
+                raise ManifestError("name", f"Service name {text[:80]!r} is not valid: at most 63 lower-case "
+                                            "letters, digits and '-', starting with a letter and not ending with '-'")
+            return text
+        name = dns_name(fallback, salt=salt)
+        return name if name[0].isalpha() else dns_name(f"s-{name}", salt=salt)
+    return dns_name(str(given)) if given else dns_name(fallback, salt=salt)

@@ -22,6 +22,8 @@ class ManifestSettings:
     secure_mode: bool = False
     # Service accounts a workload may name under baseline/restricted ("default" is always allowed).
     allowed_service_accounts: tuple[str, ...] = ()
+    # Secrets, besides api_key_secret, that a launched pod may reference (env, envFrom, volumes).
+    allowed_secrets: tuple[str, ...] = ()
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     # Code and git jobs: the agent's own image runs the init container that fetches the code; with
     # a code PVC (the official agent's PVC mode) the agent writes the code there instead.

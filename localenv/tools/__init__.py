@@ -111,9 +111,15 @@ class ToolSet:
         return tuple(b.name for t in self.tools for b in t.binaries)
 
 
+KUBE_SCORE = "github.com/zegl/kube-score"
+# Static checkers of rendered manifests.
+LINT_TOOLS: tuple[Tool, ...] = (
+    Tool("kube-score", (Binary("kube-score", f"{KUBE_SCORE}/cmd/kube-score", version_module=KUBE_SCORE),)),
+)
 KUBE_SET = ToolSet("localenv", TOOLS)
 IMAGE_SET = ToolSet("images", IMAGE_TOOLS)
-TOOL_SETS: tuple[ToolSet, ...] = (KUBE_SET, IMAGE_SET)
+LINT_SET = ToolSet("lint", LINT_TOOLS)
+TOOL_SETS: tuple[ToolSet, ...] = (KUBE_SET, IMAGE_SET, LINT_SET)
 
 
 def cache_root() -> Path:
@@ -139,6 +145,8 @@ def ldflags_for(tool: Tool, binary: Binary) -> str:
     flags = ["-s", "-w"]
     if binary.version_module == KUBE:
         flags += _kube_ldflags(required_version(tool.module_dir, KUBE))
+    elif binary.version_module == KUBE_SCORE:
+        flags.append(f"-X main.version={required_version(tool.module_dir, KUBE_SCORE)}")
     elif binary.version_module == KANIKO:
         flags.append(f"-X {KANIKO}/pkg/version.version={required_version(tool.module_dir, KANIKO)}")
     elif binary.version_module == "helm.sh/helm/v3":

@@ -22,9 +22,6 @@ VALIDATE_VERSIONS = ("1.33.0", "1.37.0")
 Obj = dict[str, Any]
 
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass", "CustomResourceDefinition"}
-PSS_RESTRICTED_VOLUMES = {
-    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret",
-}
 
 
 def of_kind(objs: list[Obj], kind: str) -> list[Obj]:
@@ -59,41 +56,11 @@ def pod_specs(objs: list[Obj]) -> Iterator[tuple[str, Obj]]:
 
 
 def pss_restricted_violations(spec: Obj) -> list[str]:
-    """The rules of the 'restricted' Pod Security Standard (v1.25+) that a pod spec breaks."""
-    bad: list[str] = []
-    psc = spec.get("securityContext") or {}
-    for field in ("hostNetwork", "hostPID", "hostIPC"):
-        if spec.get(field):
-            bad.append(field)
-    for v in spec.get("volumes", []):
-        kinds = set(v) - {"name"}
-        if not kinds <= PSS_RESTRICTED_VOLUMES:
-            bad.append(f"volume {v['name']}: {sorted(kinds)}")
-    pod_seccomp = (psc.get("seccompProfile") or {}).get("type")
-    for c in spec.get("initContainers", []) + spec.get("containers", []):
-        sc = c.get("securityContext") or {}
-        name = c["name"]
-        if sc.get("privileged"):
-            bad.append(f"{name}: privileged")
-        if sc.get("allowPrivilegeEscalation") is not False:
-            bad.append(f"{name}: allowPrivilegeEscalation must be false")
-        caps = sc.get("capabilities") or {}
-        if "ALL" not in (caps.get("drop") or []):
-            bad.append(f"{name}: capabilities must drop ALL")
-        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
-            bad.append(f"{name}: capabilities.add")
-        non_root = sc.get("runAsNonRoot", psc.get("runAsNonRoot"))
-        if non_root is not True:
-            bad.append(f"{name}: runAsNonRoot must be true")
-        if sc.get("runAsUser", psc.get("runAsUser")) == 0:
-            bad.append(f"{name}: runAsUser 0")
-        seccomp = (sc.get("seccompProfile") or {}).get("type", pod_seccomp)
-        if seccomp not in ("RuntimeDefault", "Localhost"):
-            bad.append(f"{name}: seccompProfile must be RuntimeDefault or Localhost")
-        for p in c.get("ports", []):
-            if p.get("hostPort"):
-                bad.append(f"{name}: hostPort")
-    return bad
+    """The rules of the 'restricted' Pod Security Standard that a pod spec breaks (the agent's own
+    check, which a differential test keeps equal to the API server's PodSecurity admission)."""
+    from agent.manifest import pss_violations
+
+    return pss_violations({}, spec, "restricted")
 
 
 def all_strings(node: Any) -> Iterator[str]:

@@ -105,7 +105,7 @@ class Site:
 
 
 @pytest.fixture
-def site(kube, namespace, emu, crds, tmp_path) -> Iterator[Site]:
+def site(kube, namespace, emu, crds, tmp_path, secret_scan) -> Iterator[Site]:
     release = f"r{uuid.uuid4().hex[:6]}"
     agent_ns, jobs_ns = namespace("agent"), namespace("jobs")
     secret = f"wandb-api-key-{release}"
@@ -142,6 +142,11 @@ def site(kube, namespace, emu, crds, tmp_path) -> Iterator[Site]:
     finally:
         for proc in s.procs:
             proc.kill()
+        scan = secret_scan(emu.key)  # the key never leaves its Secret: logs, requests, objects
+        for proc in s.procs:
+            scan.text(proc.log.name, proc.text())
+        scan.objects("emulator requests", emu.admin("GET", "/requests") or [])
+        scan.cluster(kube, [agent_ns, jobs_ns], holders=[secret])
 
 
 class AgentProc:

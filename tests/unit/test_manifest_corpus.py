@@ -84,7 +84,7 @@ CORPUS: list[tuple[str, dict, str, str | None]] = [
     ("privileged container", container(securityContext={"privileged": True}), "baseline",
      "pod-security-baseline"),
     ("host network", job({"hostNetwork": True}), "baseline", "pod-security-baseline"),
-    ("host pid as string", job({"hostPID": "true"}), "baseline", "pod-security-baseline"),
+    ("host pid as string", job({"hostPID": "true"}), "baseline", "shape"),
     ("hostPath volume", job({"volumes": [{"name": "h", "hostPath": {"path": "/"}}]}), "baseline",
      "pod-security-baseline"),
     ("SYS_ADMIN capability", container(securityContext={"capabilities": {"add": ["SYS_ADMIN"]}}), "baseline",
