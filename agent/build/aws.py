@@ -29,8 +29,6 @@ import httpx2 as httpx
 
 from agent.build.source import BuildError
 
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-
 
 @dataclass(frozen=True)
 class Credentials:
@@ -195,14 +193,6 @@ async def s3_put(http: httpx.AsyncClient, chain: CredentialChain, bucket: str, k
     if resp.status_code not in (200, 201):
         raise BuildError(f"uploading the build context to s3://{bucket}/{key} failed: {resp.status_code} "
                          f"{_aws_error(resp.text)}", stage="agent")
-
-
-async def s3_head_bucket(http: httpx.AsyncClient, chain: CredentialChain, bucket: str, region: str) -> int:
-    creds = await chain.get(region)
-    base, custom = endpoint("s3", region, chain.env, f"https://{bucket}.s3.{region}.amazonaws.com")
-    url = f"{base}/{bucket}" if custom else f"{base}/"
-    headers = sign("HEAD", url, {}, EMPTY_SHA256, creds, region or "us-east-1", "s3")
-    return (await http.head(url, headers=headers)).status_code
 
 
 async def ecr_login(http: httpx.AsyncClient, chain: CredentialChain, region: str) -> tuple[str, str]:

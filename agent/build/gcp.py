@@ -138,10 +138,3 @@ async def gcs_upload(http: httpx.AsyncClient, tokens: TokenSource, bucket: str, 
     if resp.status_code != 200:
         raise BuildError(f"uploading the build context to gs://{bucket}/{name} failed: {resp.status_code} "
                          f"{resp.text.strip()[:200]}", stage="agent")
-
-
-async def gcs_bucket_status(http: httpx.AsyncClient, tokens: TokenSource, bucket: str) -> int:
-    base = tokens.emulator or "https://storage.googleapis.com"
-    resp = await http.get(f"{base}/storage/v1/b/{urllib.parse.quote(bucket, safe='')}",
-                          headers=await tokens.headers())
-    return resp.status_code

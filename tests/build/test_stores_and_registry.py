@@ -47,13 +47,12 @@ def test_s3_upload_with_static_keys_reads_back_with_boto3(buildservers: servers.
     file, digest = _archive(tmp_path)
     env = {**AWS_ENV, "AWS_ENDPOINT_URL_S3": buildservers["s3"].url}
 
-    async def scenario() -> int:
+    async def scenario() -> None:
         async with httpx.AsyncClient() as http:
             chain = aws.CredentialChain(http, env, home=tmp_path)
             await aws.s3_put(http, chain, "contexts", "builds/a b+c.tgz", file, digest, "us-east-1")
-            return await aws.s3_head_bucket(http, chain, "contexts", "us-east-1")
 
-    assert asyncio.run(scenario()) == 200
+    asyncio.run(scenario())
     assert s3.get_object(Bucket="contexts", Key="builds/a b+c.tgz")["Body"].read() == file.read_bytes()
 
 
@@ -99,13 +98,11 @@ def test_gcs_upload_reads_back_with_google_cloud_storage(buildservers: servers.B
     file, _ = _archive(tmp_path)
     env = {"STORAGE_EMULATOR_HOST": buildservers["gcs"].url}
 
-    async def scenario() -> int:
+    async def scenario() -> None:
         async with httpx.AsyncClient() as http:
-            tokens = gcp.TokenSource(http, env)
-            await gcp.gcs_upload(http, tokens, "gcs-contexts", "builds/ctx.tgz", file)
-            return await gcp.gcs_bucket_status(http, tokens, "gcs-contexts")
+            await gcp.gcs_upload(http, gcp.TokenSource(http, env), "gcs-contexts", "builds/ctx.tgz", file)
 
-    assert asyncio.run(scenario()) == 200
+    asyncio.run(scenario())
     assert client.bucket("gcs-contexts").blob("builds/ctx.tgz").download_as_bytes() == file.read_bytes()
 
 
