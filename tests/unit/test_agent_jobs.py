@@ -106,6 +106,24 @@ def test_two_hundred_runs_of_one_job_resolve_it_once(emu):
     assert sent.get("artifact_download") == 1
 
 
+def test_runs_of_one_job_popped_together_resolve_it_once(emu):
+    url, key = emu
+    seed(url, "image-job", job_document("image", image="busybox:1.36"))
+    before = counts(url)
+
+    async def go(r: JobResolver):
+        got = await asyncio.gather(*(r.resolve(f"{ENTITY}/{PROJECT}/image-job:v0") for _ in range(50)))
+        again = await r.resolve(f"{ENTITY}/{PROJECT}/image-job:v0")  # after: from the cache
+        return got, again, r.stats
+
+    got, again, stats = run(url, key, go)
+    after = counts(url)
+    sent = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert {j.image for j in got} == {"busybox:1.36"} and again.image == "busybox:1.36"
+    assert (stats.resolved, stats.hits) == (51, 50)
+    assert sent.get("ArtifactMembershipByName") == 1 and sent.get("artifact_download") == 1
+
+
 def test_a_new_version_of_latest_is_resolved_again(emu):
     url, key = emu
     seed(url, "image-job", job_document("image", image="busybox:1.36"))

@@ -4,11 +4,14 @@ Per job version it costs, the first time: `ArtifactMembershipByName` (alias -> v
 `GetArtifactMembershipFileUrls` and one GET of `wandb-job.json`, plus `ArtifactByID` for the code
 artifact of a code job (its size is checked against the limit here, before anything is created)
 and the git check of a git job. After that a moving alias (``latest``) costs one
-`ArtifactMembershipByName`, and ``v<N>`` (which never moves) nothing.
+`ArtifactMembershipByName`, and ``v<N>`` (which never moves) nothing. Runs that ask for the same
+name while it is being resolved wait for that resolution instead of sending their own (a burst
+of runs of one job resolves it once).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,6 +53,7 @@ class JobResolver:
         self._by_version: OrderedDict[tuple[str, str], ResolvedJob] = OrderedDict()
         self._by_fixed_name: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._checked_git: set[GitSource] = set()
+        self._resolving: dict[str, asyncio.Future[ResolvedJob]] = {}
         self.stats = ResolverStats()
 
     async def _query(self, name: str, query: str, variables: dict[str, Any], what: str) -> dict[str, Any]:
@@ -71,6 +75,25 @@ class JobResolver:
         """The job named in a run spec; JobError (a message for the item) when it cannot launch.
         A BackendError that may pass on retry propagates (the item is not failed for it)."""
         name = parse_job_name(job, entity, project)
+        running = self._resolving.get(name.full)
+        if running is not None:  # the same name, being resolved for another run right now
+            found = await asyncio.shield(running)
+            self.stats.hits += 1
+            self.stats.resolved += 1
+            return found
+        task = asyncio.ensure_future(self._resolve(name))
+        self._resolving[name.full] = task
+        task.add_done_callback(lambda t: self._done(name.full, t))
+        # Shielded: a caller that is cancelled (shutdown of its item) leaves the others their answer.
+        return await asyncio.shield(task)
+
+    def _done(self, name: str, task: asyncio.Future[ResolvedJob]) -> None:
+        if self._resolving.get(name) is task:
+            del self._resolving[name]
+        if not task.cancelled():
+            task.exception()  # retrieved here too: every waiter may have been cancelled
+
+    async def _resolve(self, name: JobName) -> ResolvedJob:
         key = self._by_fixed_name.get(name.full) if name.immutable else None
         found = self._by_version.get(key) if key is not None else None
         version: tuple[dict[str, Any], dict[str, Any]] | None = None
