@@ -24,6 +24,7 @@ Fixtures:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import subprocess
@@ -143,11 +144,32 @@ class Kube:
         return name
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+HELM_CHARTS_PLUGIN = "helm-charts"
+
+
+def _kubeconfig_option(group: pytest.OptionGroup, pluginmanager: pytest.PytestPluginManager) -> None:
+    """``--kubeconfig`` has one definition, read by this plugin and by pytest-helm-charts alike.
+    It is pytest-helm-charts' own option when that plugin is installed (its documented way of
+    pointing chart tests at kind); when this plugin loads first (``-p localenv.pytest_plugin``),
+    pytest-helm-charts is loaded now, before it would fail on a second ``--kubeconfig``. Without
+    it (not installed, or ``-p no:helm-charts``) the option is defined here, with the same dest."""
+    if pluginmanager.has_plugin(HELM_CHARTS_PLUGIN):
+        return
+    if not pluginmanager.is_blocked(HELM_CHARTS_PLUGIN):
+        try:
+            helm_charts = importlib.import_module("pytest_helm_charts.plugin")
+        except ImportError:
+            pass
+        else:
+            pluginmanager.register(helm_charts, HELM_CHARTS_PLUGIN)
+            return
+    group.addoption("--kubeconfig", action="store", dest="kubeconfig", default=None,
+                    help="run cluster tests against this kubeconfig instead of starting a localenv")
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     group = parser.getgroup("localenv", "local Kubernetes control plane")
-    with contextlib.suppress(ValueError):  # pytest-helm-charts may define --kubeconfig too
-        group.addoption("--kubeconfig", action="store", default=None,
-                        help="run cluster tests against this kubeconfig instead of starting a localenv")
+    _kubeconfig_option(group, pluginmanager)
     group.addoption("--use-kubeconfig-env", action="store_true", default=False,
                     help="use $KUBECONFIG (when set) instead of starting a localenv")
     group.addoption("--localenv-nodes", action="store", type=int, default=2,
@@ -223,7 +245,7 @@ def _stop_real_node(config: pytest.Config) -> None:
 
 
 def _existing_kubeconfig(config: pytest.Config) -> Path | None:
-    given = config.getoption("--kubeconfig", default=None)
+    given = config.getoption("kubeconfig", default=None)
     if not given and config.getoption("--use-kubeconfig-env") and os.environ.get("KUBECONFIG"):
         given = os.environ["KUBECONFIG"]
     return Path(given).expanduser().resolve() if given else None
