@@ -85,6 +85,9 @@ def check_shape(obj: Any, where: str) -> None:
                     expect(c.get(field_name), list, f"{cwhere}.{field_name}")
                 for e in (c.get("env") or []) + (c.get("ports") or []):
                     expect_item(e, dict, f"{cwhere} env/ports entry")
+                for j, e in enumerate(c.get("env") or []):
+                    if not isinstance(e.get("name"), str):
+                        raise ManifestError("shape", f"{cwhere}.env[{j}].name must be a string")
                 if c.get("image") is not None and not isinstance(c["image"], str):
                     raise ManifestError("shape", f"{cwhere}.image must be a string")
                 if c.get("name") is not None and not isinstance(c["name"], str):

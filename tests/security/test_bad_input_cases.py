@@ -67,6 +67,8 @@ def test_a_huge_run_config_is_chunked_not_refused() -> None:
     ({"resource_args": "nope"}, "resource-args"),
     ({"resource_args": {"kubernetes": {"spec": []}}}, "shape"),
     ({"resource_args": {"kubernetes": {"spec": {"template": {"spec": {"containers": {"a": 1}}}}}}}, "containers"),
+    ({"resource_args": {"kubernetes": {"spec": {"template": {"spec": {"containers": [
+        {"env": [{"name": ["A"], "value": "1"}]}]}}}}}}, "shape"),
     ({"resource_args": {"kubernetes": {"metadata": {"labels": {"a b": "c"}}}}}, "metadata"),
     ({"resource_args": {"kubernetes": {"metadata": {"annotations": {"k": "v" * 300_000}}}}}, "metadata"),
     ({"additional_services": {"config": {}}}, "additional-services"),

@@ -34,6 +34,8 @@ ids = st.text(min_size=1, max_size=80)
 @given(config=configs, run_id=ids, project=st.text(min_size=1, max_size=80), item=ids)
 @example(config={"spec": {"template": {"metadata": None}}}, run_id="r", project="p", item="i")
 @example(config={"spec": {"template": {"metadata": "x"}}}, run_id="r", project="p", item="i")
+@example(config={"spec": {"template": {"spec": {"containers": [{"env": [{"name": ["x"]}]}]}}}},
+         run_id="r", project="p", item="i")
 def test_refused_or_valid(config, run_id, project, item):
     spec = {"entity": "e", "project": project, "run_id": run_id, "docker": {"docker_image": "img:1"},
             "resource_args": {"kubernetes": config}}
