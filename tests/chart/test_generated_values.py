@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from chart_checks import CHART, KUBE_VERSION, VALIDATE_VERSIONS, of_kind
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from localenv import helm
@@ -63,11 +63,16 @@ def check_rbac(objs: list[dict[str, Any]], values: dict[str, Any], namespace: st
     roles = {r["metadata"]["namespace"]: r["rules"] for r in of_kind(objs, "Role")}
     agent_ns = values.get("namespace") or namespace
     assert set(roles) == {agent_ns, *values["additionalTargetNamespaces"]}
+    rbac = values["rbac"]
+    # what each namespace's Role must hold beyond the chart's defaults: extraRules everywhere,
+    # agentNamespaceRules in the agent's namespace, rbac.namespaces.<ns>.rules in <ns> alone
+    own = {ns: ((rbac.get("namespaces") or {}).get(ns) or {}).get("rules") or [] for ns in roles}
+    expected = {ns: [*rbac["extraRules"], *(rbac["agentNamespaceRules"] if ns == agent_ns else []), *own[ns]]
+                for ns in roles}
+    granted = [*rbac["extraRules"], *rbac["agentNamespaceRules"], *(r for rs in own.values() for r in rs)]
     for ns, rules in roles.items():
-        for rule in values["rbac"]["extraRules"]:
-            assert rule in rules, (ns, rule)
-        for rule in values["rbac"]["agentNamespaceRules"]:
-            assert (rule in rules) == (ns == agent_ns), (ns, rule)
+        for rule in granted:
+            assert (rule in rules) == (rule in expected[ns]), (ns, rule)
         for rule in rules:
             if "secrets" in rule["resources"]:
                 assert "list" not in rule["verbs"] and "watch" not in rule["verbs"]
@@ -105,8 +110,20 @@ def test_updated_values_render(tmp_path: Path) -> None:
     check_rbac(render_and_validate(target), yaml.safe_load(target.read_text()))
 
 
+VOLCANO_TASKS = {"tasks": [{"name": "main", "replicas": 1,
+                            "template": {"spec": {"containers": [{"name": "main", "image": "${image_uri}"}]}}}]}
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(agent_configs(), st.lists(queue_configs(), max_size=3))
+# Volcano Jobs in the agent's namespace and in another one: the rule is in both Roles, from
+# agentNamespaceRules and from rbac.namespaces.a0.rules
+@example(({"queues": ["q"], "entity": "a0", "environment": {"type": "aws", "region": "us-east-1"},
+           "builder": {"type": "noop"}}, ["--identity", AWS_ROLE]),
+         [{"apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job", "metadata": {"namespace": "a0"},
+           "spec": VOLCANO_TASKS},
+          {"metadata": {}, "spec": {"template": {"spec": {"containers": [{"image": "${image_uri}"}]}}}},
+          {"apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job", "metadata": {}, "spec": VOLCANO_TASKS}])
 def test_valid_generated_input_always_renders(cfg: tuple[dict[str, Any], list[str]],
                                               queues: list[dict[str, Any]]) -> None:
     config, flags = cfg
