@@ -40,6 +40,9 @@ SYSCTLS = (
 # directory): containerd's sockets, and the kubelet's root dir.
 SOCKET_DIR = "/run/launch-agent-localenv-node"
 NODE_DIR = "/var/lib/launch-agent-localenv-node"
+# A copy of the current node's HostRecord at a fixed place of the machine (tmpfs, like the
+# changes it undoes): a node whose localenv died and whose state dir is gone can still be undone.
+MACHINE_RECORD = Path("/run/launch-agent-localenv/host-record.json")
 # Paths outside the state directory that the kubelet, containerd or CNI create (not configurable),
 # and ours.
 FIXED_PATHS = (
@@ -85,8 +88,12 @@ class HostRecord:
     bridge_made: bool = False
     guard_made: bool = False
 
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+    def save(self, path: Path, machine_copy: Path | None = None) -> None:
+        text = json.dumps(asdict(self), indent=2)
+        path.write_text(text)
+        copy = MACHINE_RECORD if machine_copy is None else machine_copy
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(text)
 
     @classmethod
     def load(cls, path: Path) -> HostRecord | None:
@@ -247,6 +254,9 @@ def restore(rec: HostRecord) -> list[str]:
                     os.unlink(path)
             if os.path.lexists(path):
                 problems.append(f"could not remove {path}")
+    if not problems:
+        with contextlib.suppress(FileNotFoundError):
+            MACHINE_RECORD.unlink()
     return problems
 
 

@@ -112,9 +112,6 @@ def attach(state: cluster.State, machine_lock: lock.MachineLock, log: Log = prin
     state_dir = Path(state.state_dir)
     paths = Paths.of(state_dir)
     bins = Path(state.bin_dir)
-    previous = machine_lock.previous.state_dir
-    if previous and Path(previous) != state_dir:
-        recover(Path(previous), log)
     paths.root.mkdir(parents=True, exist_ok=True)
     ns = NodeState(name=config.NODE_NAME, host_ip=host.GATEWAY)
     ns.save(state_dir)
@@ -301,7 +298,8 @@ def _release(state_dir: Path, machine_lock: lock.MachineLock | None) -> None:
 def recover(previous_state_dir: Path, log: Log = print) -> None:
     """Clean up after a real node whose localenv died without ``down`` (found via the lock file)."""
     paths = Paths.of(previous_state_dir)
-    rec = host.HostRecord.load(paths.host_record)
+    # The state dir may be gone (a removed temporary dir): the machine's copy of the record remains.
+    rec = host.HostRecord.load(paths.host_record) or host.HostRecord.load(host.MACHINE_RECORD)
     if rec is None and not runtime.shim_pids(paths):
         return
     log(f"cleaning up after the real node of {previous_state_dir}, which was not taken down")
@@ -332,5 +330,13 @@ def reclaim(holder: lock.Holder) -> bool:
 
 
 def acquire_lock(state_dir: Path, wait: float, log: Log) -> lock.MachineLock:
-    """The machine lock, reclaiming it from a node whose localenv is gone."""
-    return lock.acquire(state_dir, wait=wait, log=log, reclaim=reclaim)
+    """The machine lock, reclaiming it from a node whose localenv is gone; whatever such a node
+    left on the machine (its bridge, tables, cgroups, sysctls, paths) is undone before this returns,
+    so the holder starts from the machine as it was."""
+    machine_lock = lock.acquire(state_dir, wait=wait, log=log, reclaim=reclaim)
+    previous = machine_lock.previous.state_dir
+    if previous and Path(previous) != Path(state_dir):
+        recover(Path(previous), log)
+    elif host.MACHINE_RECORD.exists():
+        recover(Path(state_dir), log)
+    return machine_lock
