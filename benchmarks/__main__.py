@@ -21,8 +21,9 @@ from pathlib import Path
 
 from benchmarks import burst, chart, config, footprint, jobs_by_name, plots, readme, report, steady, trickle
 from benchmarks.report import Scenario
+from benchmarks.site import Sites
 
-SCENARIOS: dict[str, Callable[[config.Sizes, Path], Scenario]] = {
+SCENARIOS: dict[str, Callable[[config.Sizes, Path, Sites], Scenario]] = {
     "burst": burst.run_burst,
     "trickle": trickle.run,
     "many_queues": burst.run_many_queues,
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                 __import__(f"benchmarks.{name}", fromlist=["main"]).main()
                 continue
             try:
-                sc = SCENARIOS[name](sizes, work / name)
+                with Sites(fresh=sizes.fresh_localenv) as sites:
+                    sc = SCENARIOS[name](sizes, work / name, sites)
             except Exception as exc:  # one broken scenario must not hide the others' figures
                 failed += 1
                 traceback.print_exc()

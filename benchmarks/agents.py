@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from benchmarks.procs import Sampler
-from benchmarks.site import AGENT_NS, ENTITY, JOBS_NS, RELEASE, Site
+from benchmarks.site import ENTITY, Site
 
 ROOT = Path(__file__).resolve().parents[1]
 POLL_INTERVAL = 10.0
@@ -78,8 +78,8 @@ def start_ours(site: Site, queues: list[str], max_jobs: int, workdir: Path,
     cfg.write_text(f"entity: {ENTITY}\nqueues: {json.dumps(queues)}\nmax_jobs: {max_jobs}\n")
     env = {"PATH": os.environ["PATH"], "HOME": str(workdir), "PYTHONPATH": str(ROOT),
            "WANDB_API_KEY": site.emulator.api_key, "WANDB_BASE_URL": site.emulator.url,
-           "WANDB_RELEASE_NAME": RELEASE, "LAUNCH_AGENT_NAMESPACE": AGENT_NS,
-           "LAUNCH_AGENT_TARGET_NAMESPACES": f"{AGENT_NS},{JOBS_NS}",
+           "WANDB_RELEASE_NAME": site.release, "LAUNCH_AGENT_NAMESPACE": site.agent_ns,
+           "LAUNCH_AGENT_TARGET_NAMESPACES": f"{site.agent_ns},{site.jobs_ns}",
            "LAUNCH_AGENT_POLL_INTERVAL": f"{POLL_INTERVAL:g}", "LAUNCH_AGENT_POD_NAME": "bench-ours",
            **(extra_env or {})}
     log = workdir / "ours.log"
@@ -93,7 +93,7 @@ def start_ours(site: Site, queues: list[str], max_jobs: int, workdir: Path,
 
 def start_official(site: Site, queues: list[str], max_jobs: int, workdir: Path, *, docker: bool) -> Running:
     driver = _official_driver()
-    extra = {"WANDB_RELEASE_NAME": RELEASE}
+    extra = {"WANDB_RELEASE_NAME": site.release}
     if not docker:
         extra["PATH"] = path_without_docker(os.environ["PATH"])
     agent = driver.OfficialAgent(workdir, site.emulator.url, site.emulator.api_key, ENTITY, queues,

@@ -24,19 +24,23 @@ JOB_CONTROLLER = "system:serviceaccount:kube-system:job-controller"
 KWOK = "localenv-kwok"  # plays the kubelet: writes each pod's phase
 
 
-def write_policy(path: Path, users: list[str]) -> Path:
+def write_policy(path: Path) -> Path:
+    """Log the benchmark's ServiceAccounts (every namespace but kube-system), the job controller's
+    Job status writes and kwok's pod status writes; nothing else."""
+    agents = ["system:serviceaccounts"]
     policy = {
         "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
         "rules": [
-            # Workload creates with their answer: the name the API server gave (generateName) and labels.
-            {"level": "RequestResponse", "users": users, "verbs": ["create"],
-             "resources": [{"group": "batch", "resources": ["jobs"]}, {"group": "kubeflow.org",
-                                                                        "resources": ["pytorchjobs"]}]},
-            {"level": "Metadata", "users": users},
             {"level": "Request", "users": [JOB_CONTROLLER], "verbs": ["update", "patch"],
              "resources": [{"group": "batch", "resources": ["jobs/status"]}]},
             {"level": "Request", "users": [KWOK], "verbs": ["update", "patch"],
              "resources": [{"group": "", "resources": ["pods/status"]}]},
+            {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
+            # Workload creates with their answer: the name the API server gave (generateName) and labels.
+            {"level": "RequestResponse", "userGroups": agents, "verbs": ["create"],
+             "resources": [{"group": "batch", "resources": ["jobs"]},
+                           {"group": "kubeflow.org", "resources": ["pytorchjobs"]}]},
+            {"level": "Metadata", "userGroups": agents},
             {"level": "None"},
         ],
     }
@@ -49,10 +53,20 @@ def apiserver_args(policy: Path, log: Path) -> list[str]:
             "--audit-log-maxsize=0", "--audit-log-mode=blocking"]
 
 
-def read(path: Path) -> list[dict[str, Any]]:
-    """Every event written so far (a torn last line, still being written, is left out)."""
+def size(path: Path) -> int:
+    """Bytes written so far: where the events of something that starts now begin."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def read(path: Path, offset: int = 0) -> list[dict[str, Any]]:
+    """Every event written so far from byte `offset` on (a torn last line, still being written,
+    is left out)."""
     out = []
-    with contextlib.suppress(FileNotFoundError), path.open() as handle:
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
+        handle.seek(offset)
         for line in handle:
             with contextlib.suppress(ValueError):
                 out.append(json.loads(line))

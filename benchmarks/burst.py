@@ -19,7 +19,7 @@ from benchmarks import agents, audit, floor, launches
 from benchmarks.config import OFFICIAL, OFFICIAL_DOCKER, Sizes
 from benchmarks.launches import Batch, Outcome
 from benchmarks.report import Scenario
-from benchmarks.site import ENTITY, JOBS_NS, Site, site, user_of
+from benchmarks.site import ENTITY, Site, Sites
 
 RUN_SECONDS = "localenv.launch-agent.dev/run-seconds"
 OUTCOME = "localenv.launch-agent.dev/outcome"
@@ -30,8 +30,7 @@ def job_queue_config(run_seconds: int = 2, outcome: str | None = None) -> dict[s
     if outcome:
         annotations[OUTCOME] = outcome
     # A long TTL: no Job is deleted by the TTL controller while a figure is taken.
-    return {"metadata": {"namespace": JOBS_NS},
-            "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 3600,
+    return {"spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 3600,
                      "template": {"metadata": {"annotations": annotations},
                                   "spec": {"containers": [{"resources": {"requests": {"cpu": "10m"}}}]}}}}
 
@@ -40,7 +39,7 @@ def floor_burst(s: Site, queue: str, n: int) -> dict[str, Any]:
     """The same N Jobs created by one client in a tight loop (before any agent runs)."""
     s.queue(queue, job_queue_config())
     items = s.emu.push_many(ENTITY, queue, [{"runSpec": launches.run_spec(f"floor{i}")} for i in range(n)])
-    return floor.tight_loop(s.kubeconfigs["floor"], floor.workloads(items, queue))
+    return floor.tight_loop(s.kubeconfigs["floor"], floor.workloads(s, items, queue))
 
 
 def settle_after_finish(s: Site, n: int, extra: float = 12.0, timeout: float = 180.0) -> None:
@@ -49,18 +48,19 @@ def settle_after_finish(s: Site, n: int, extra: float = 12.0, timeout: float = 1
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         events = s.audit_events()
-        ended = set(audit.jobs_finished(events)) - audit.names(events, user_of("floor"), "jobs")
+        ended = set(audit.jobs_finished(events)) - audit.names(events, s.user("floor"), "jobs")
         if len(ended) >= n:
             break
         time.sleep(0.5)
     time.sleep(extra)
 
 
-def one_run(kind: str, batch: Batch, latency_ms: float, workdir: Path, *, max_jobs: int, nodes: int = 2,
+def one_run(sites: Sites, kind: str, batch: Batch, latency_ms: float, workdir: Path, *, max_jobs: int,
+            nodes: int = 2,
             floor_runs: int = 0, priorities: bool = False,
             prepare: Callable[[Site], None] | None = None) -> tuple[Outcome, dict[str, Any] | None]:
     """One agent through one batch on a fresh site; (its outcome, the floor's figures)."""
-    with site(nodes=nodes) as s:
+    with sites.run(nodes) as s:
         floor_fig = floor_burst(s, "floor", floor_runs) if floor_runs else None
         if prepare is not None:
             prepare(s)
@@ -124,7 +124,7 @@ def record_floor(sc: Scenario, fl: dict[str, Any] | None, suffix: str, case: str
         {"enqueue_to_created": [(0.0, t) for t in fl["latencies"]]})
 
 
-def run_burst(sizes: Sizes, work: Path) -> Scenario:
+def run_burst(sizes: Sizes, work: Path, sites: Sites) -> Scenario:
     n = sizes.burst_runs
     sc = Scenario("burst", f"burst of {n}")
     batch = Batch([("burst", launches.run_spec(f"b{i:04d}"), None) for i in range(n)])
@@ -135,7 +135,7 @@ def run_burst(sizes: Sizes, work: Path) -> Scenario:
     for kind, reps, lat in cases:
         suffix = f" @{lat:g}ms" + (", docker on PATH" if kind == OFFICIAL_DOCKER else "")
         for rep in range(reps):
-            out, fl = one_run(kind, batch, lat, work / f"burst-{kind}-{lat:g}-{rep}", max_jobs=n, floor_runs=n)
+            out, fl = one_run(sites, kind, batch, lat, work / f"burst-{kind}-{lat:g}-{rep}", max_jobs=n, floor_runs=n)
             record(sc, kind, f"{lat:g}ms", out, suffix=suffix, targets=targets)
             if kind != OFFICIAL_DOCKER:
                 for other in sizes.latencies_ms:  # the floor has no W&B: the same at every latency
@@ -146,26 +146,26 @@ def run_burst(sizes: Sizes, work: Path) -> Scenario:
     return sc
 
 
-def run_many_queues(sizes: Sizes, work: Path) -> Scenario:
+def run_many_queues(sizes: Sizes, work: Path, sites: Sites) -> Scenario:
     q, r = sizes.queues, sizes.runs_per_queue
     sc = Scenario("many_queues", f"{q} queues x {r}")
     batch = Batch([(f"q{j:02d}", launches.run_spec(f"m{j:02d}x{i:02d}"), None) for i in range(r) for j in range(q)])
     for kind, reps in _kinds(sizes):
         for rep in range(reps):
-            out, fl = one_run(kind, batch, 0.0, work / f"queues-{kind}-{rep}", max_jobs=q * r, floor_runs=q * r)
+            out, fl = one_run(sites, kind, batch, 0.0, work / f"queues-{kind}-{rep}", max_jobs=q * r, floor_runs=q * r)
             record(sc, kind, "0ms", out, targets={"drain_s": "≤ official/10 and ≤ 2x floor"})
             record_floor(sc, fl, "")
     return sc
 
 
-def run_priority(sizes: Sizes, work: Path) -> Scenario:
+def run_priority(sizes: Sizes, work: Path, sites: Sites) -> Scenario:
     low, high, limit = sizes.priority_low, sizes.priority_high, sizes.priority_max_jobs
     sc = Scenario("priority", f"priority queue ({low} low + {high} high, max_jobs {limit})")
     runs = [("prio", launches.run_spec(f"lo{i:03d}"), 3) for i in range(low)]
     runs += [("prio", launches.run_spec(f"hi{i:03d}"), 0) for i in range(high)]
     for kind, reps in _kinds(sizes):
         for rep in range(reps):
-            out, _ = one_run(kind, Batch(runs), 0.0, work / f"prio-{kind}-{rep}", max_jobs=limit, priorities=True)
+            out, _ = one_run(sites, kind, Batch(runs), 0.0, work / f"prio-{kind}-{rep}", max_jobs=limit, priorities=True)
             if out.ok:
                 order = out.series["create_order"]
                 last_high = max(i for i, run in enumerate(order) if run.startswith("hi"))

@@ -20,6 +20,7 @@ from pathlib import Path
 from benchmarks.agents import ROOT
 from benchmarks.config import Sizes
 from benchmarks.report import Scenario
+from benchmarks.site import Sites
 
 VALUES = ROOT / "tests" / "fixtures" / "official-style-values.yaml"
 CACHED_OFFICIAL = Path.home() / ".cache" / "launch-agent" / "bench" / "official-chart-0.13.12" / "charts" / "launch-agent"
@@ -45,7 +46,7 @@ def timed(argv: list[str], reps: int, env: dict[str, str] | None = None) -> list
     return out
 
 
-def run(sizes: Sizes, work: Path) -> Scenario:
+def run(sizes: Sizes, work: Path, sites: Sites) -> Scenario:
     from localenv import helm
 
     reps = 5 if sizes.reps_ours > 1 else 3

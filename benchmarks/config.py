@@ -40,10 +40,11 @@ class Sizes:
     job_runs: int = 200
     idle_seconds: float = 60.0
     install_deadline: float = 1200.0
+    fresh_localenv: bool = True  # a new control plane for every run (else one per scenario and node count)
 
 
 PRESETS = {
-    "default": Sizes(burst_runs=200, reps_ours=1, steady_workloads=300, steady_window=40.0,
+    "default": Sizes(burst_runs=200, reps_ours=1, fresh_localenv=False, steady_workloads=300, steady_window=40.0,
                      steady_kinds=("Job",), trickle_seconds=30.0, job_runs=100, idle_seconds=40.0,
                      official_docker_variant=False),
     "full": Sizes(reps_ours=3, reps_official=2),
@@ -51,7 +52,7 @@ PRESETS = {
                    latencies_ms=(0.0,), queues=3, runs_per_queue=2, priority_low=4, priority_high=2,
                    priority_max_jobs=2, trickle_seconds=4.0, trickle_max_jobs=3, trickle_run_seconds=1,
                    steady_small=3, steady_workloads=6, steady_window=5.0, steady_kinds=("Job",), job_runs=4,
-                   idle_seconds=5.0, install_deadline=0.0),
+                   idle_seconds=5.0, install_deadline=0.0, fresh_localenv=False),
 }
 
 

@@ -14,22 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from agent.manifest import ManifestSettings, build_workload
-from benchmarks.site import AGENT_NS, ENTITY, JOBS_NS, SECRET
+from benchmarks.site import ENTITY, Site
 
 
-def settings() -> ManifestSettings:
+def settings(site: Site) -> ManifestSettings:
     # Its own identity, so neither agent sees these workloads as its own.
-    return ManifestSettings(agent_namespace=AGENT_NS, target_namespaces=(AGENT_NS, JOBS_NS), api_key_secret=SECRET,
-                            agent_identity="floor", queue_entity=ENTITY)
+    return ManifestSettings(agent_namespace=site.agent_ns, target_namespaces=(site.agent_ns, site.jobs_ns),
+                            api_key_secret=site.secret, agent_identity="floor", queue_entity=ENTITY)
 
 
-def workloads(items: list[dict[str, Any]], queue: str) -> list[dict[str, Any]]:
+def workloads(site: Site, items: list[dict[str, Any]], queue: str) -> list[dict[str, Any]]:
     """The workload of each pushed item (its merged run spec), as our agent would build it."""
     out = []
     for item in items:
         spec = dict(item["run_spec"])
         spec.setdefault("run_id", f"floor{item['seq']}")
-        out.append(build_workload(spec, item_id=item["id"], queue=queue, settings=settings())[-1])
+        out.append(build_workload(spec, item_id=item["id"], queue=queue, settings=settings(site))[-1])
     return out
 
 

@@ -21,7 +21,7 @@ from benchmarks.agents import ROOT
 from benchmarks.burst import side_of
 from benchmarks.config import Sizes
 from benchmarks.report import Scenario
-from benchmarks.site import JOBS_NS, site
+from benchmarks.site import Sites
 
 REFERENCE_WANDB_LAUNCH_MB = 968.0
 
@@ -71,9 +71,9 @@ def image_mb(deadline: float) -> tuple[float | None, str]:
         return None, f"the agent image could not be built here: {type(exc).__name__}: {str(exc)[:200]}"
 
 
-def idle(kind: str, seconds: float, work: Path) -> dict[str, float]:
-    with site(nodes=1) as s:
-        s.queue("idle", {"metadata": {"namespace": JOBS_NS}})
+def idle(sites: Sites, kind: str, seconds: float, work: Path) -> dict[str, float]:
+    with sites.run(1) as s:
+        s.queue("idle", {})
         agent = agents.start(kind, s, ["idle"], 1, work)
         try:
             first_poll = agents.wait_polling(s, agent)
@@ -94,7 +94,7 @@ def idle(kind: str, seconds: float, work: Path) -> dict[str, float]:
             agent.stop()
 
 
-def run(sizes: Sizes, work: Path) -> Scenario:
+def run(sizes: Sizes, work: Path, sites: Sites) -> Scenario:
     sc = Scenario("footprint", "footprint")
     size = sc.figure("installed runtime set", "MB", "<= 0.05x official")
     mine = ours_installed_mb(sizes.install_deadline)
@@ -116,7 +116,7 @@ def run(sizes: Sizes, work: Path) -> Scenario:
     for kind in sizes.agents:
         side = side_of(kind)
         try:
-            got = idle(kind, sizes.idle_seconds, work / f"idle-{kind}")
+            got = idle(sites, kind, sizes.idle_seconds, work / f"idle-{kind}")
         except agents.AgentFailed as exc:
             for name, unit in names.values():
                 sc.figure(name, unit).fail(side, str(exc))

@@ -17,7 +17,7 @@ from benchmarks.burst import _kinds, one_run, record
 from benchmarks.config import Sizes
 from benchmarks.launches import Batch
 from benchmarks.report import Scenario
-from benchmarks.site import ENTITY
+from benchmarks.site import ENTITY, Sites
 
 JOB = "image-job"
 PROJECT = "bench"
@@ -49,13 +49,13 @@ FIGURES = (("wandb_requests_per_run", "requests"), ("job_fetches", "wandb-job.js
            ("total_s", "s"), ("drain_s", "s"))
 
 
-def run(sizes: Sizes, work: Path) -> Scenario:
+def run(sizes: Sizes, work: Path, sites: Sites) -> Scenario:
     n = sizes.job_runs
     sc = Scenario("jobs_by_name", f"{n} runs of one job")
     batch = Batch([("jobs", run_spec(f"j{i:04d}"), None) for i in range(n)])
     for kind, reps in _kinds(sizes):
         for rep in range(reps):
-            out, _ = one_run(kind, batch, 0.0, work / f"jobs-{kind}-{rep}", max_jobs=n, prepare=seed)
+            out, _ = one_run(sites, kind, batch, 0.0, work / f"jobs-{kind}-{rep}", max_jobs=n, prepare=seed)
             if out.ok:
                 out.figures["job_fetches"] = out.figures["wandb_breakdown"].get("artifact_download", 0.0) * n
             record(sc, kind, "jobs", out, figures=FIGURES,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import agents, audit
-from benchmarks.site import ENTITY, Site, user_of
+from benchmarks.site import ENTITY, Site
 from benchmarks.stats import latency_summary
 
 RUN_LABEL = "wandb.ai/run-id"
@@ -78,7 +78,7 @@ def measure(site: Site, agent: agents.Running, batch: Batch, *, resource: str = 
             idle: dict[str, float] | None = None, settle: Callable[[], None] | None = None) -> Outcome:
     """Push `batch` right after an idle poll and follow it until every run is launched and acked."""
     n = len(batch.runs)
-    user = user_of("official" if agent.name.startswith("official") else agent.name)
+    user = site.user("official" if agent.name.startswith("official") else agent.name)
     agents.wait_idle_poll(site, agent)
     site.emu.clear_requests()
     cpu0 = agent.sampler.cpu_seconds

@@ -1,10 +1,13 @@
-"""One measurement site: a fresh localenv (its API server writing an audit log of the agents'
-requests), a W&B emulator process, the namespaces and ServiceAccounts the agents run as.
+"""Where one agent runs: a local control plane (its API server writing an audit log of the
+agents' requests) and, per run, a fresh W&B emulator process, fresh namespaces and
+ServiceAccounts, and a release name of its own.
 
 Each agent runs as its own ServiceAccount (`ours`, `official`, and `floor` for the direct
-creates), bound to the same Role in the agent and target namespaces, so the audit log tells the
-requests of each apart; the job controller's status writes are logged too (when a workload
-finished). Nothing here is shared between two sites: each run starts from an empty cluster.
+creates) in the run's agent namespace, bound to the same Role there and in the run's target
+namespace, so the audit log tells apart the requests of each agent and of each run. A `Sites`
+pool starts a fresh localenv for every run (`fresh_localenv`, the `full` preset) or keeps one per
+scenario and node count (the runs then differ in everything but the control plane; a run that
+leaves workloads running deletes its namespaces and waits for them to be gone).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +27,6 @@ import yaml
 from benchmarks import audit
 
 ENTITY = "bench"
-AGENT_NS = "bench-agent"
-JOBS_NS = "bench-jobs"
-RELEASE = "bench"
-SECRET = f"wandb-api-key-{RELEASE}"
 IDENTITIES = ("ours", "official", "floor")
 
 
@@ -43,91 +43,164 @@ def role_rules() -> list[dict[str, Any]]:
     ]
 
 
-def user_of(identity: str) -> str:
-    return f"system:serviceaccount:{AGENT_NS}:{identity}"
-
-
 @dataclass
-class Site:
+class Cluster:
     root: Path
     state_dir: Path
     kubeconfig: Path
     bin_dir: Path
     audit_log: Path
-    emulator: Any  # localenv.wandb_emulator.testing.RunningEmulator
+    nodes: int
+    runs: int = 0
+
+    def kubectl(self, *args: str, input_text: str | None = None, kubeconfig: Path | None = None) -> str:
+        from localenv import cluster
+
+        return cluster.kubectl(self.bin_dir, kubeconfig or self.kubeconfig, *args, input_text=input_text).stdout
+
+
+@dataclass
+class Site:
+    cluster: Cluster
+    agent_ns: str
+    jobs_ns: str
+    release: str
+    emulator: Any = None  # localenv.wandb_emulator.testing.RunningEmulator
     kubeconfigs: dict[str, Path] = field(default_factory=dict)
+    audit_offset: int = 0  # where this run's events begin in the cluster's audit log
 
     @property
     def emu(self) -> Any:
         return self.emulator.client
 
-    def kubectl(self, *args: str, input_text: str | None = None) -> str:
-        from localenv import cluster
+    @property
+    def secret(self) -> str:
+        return f"wandb-api-key-{self.release}"
 
-        return cluster.kubectl(self.bin_dir, self.kubeconfig, *args, input_text=input_text).stdout
+    @property
+    def bin_dir(self) -> Path:
+        return self.cluster.bin_dir
+
+    def user(self, identity: str) -> str:
+        """The audit log's user name of an identity (`ours`, `official`, `floor`) in this run."""
+        return f"system:serviceaccount:{self.agent_ns}:{identity}"
+
+    def kubectl(self, *args: str, input_text: str | None = None) -> str:
+        return self.cluster.kubectl(*args, input_text=input_text)
 
     def apply(self, objs: list[dict[str, Any]]) -> None:
         self.kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(objs))
 
-    def list(self, resource: str, namespace: str = JOBS_NS, selector: str = "") -> list[dict[str, Any]]:
-        args = ["get", resource, "-n", namespace, "-o", "json"] + (["-l", selector] if selector else [])
+    def list(self, resource: str, selector: str = "") -> list[dict[str, Any]]:
+        args = ["get", resource, "-n", self.jobs_ns, "-o", "json"] + (["-l", selector] if selector else [])
         return list(json.loads(self.kubectl(*args))["items"])
 
     def audit_events(self) -> list[dict[str, Any]]:
-        return audit.read(self.audit_log)
+        """This run's events: written since it started, by its identities or on its namespaces
+        (a kept cluster's earlier runs used the same run ids, so the same workload names)."""
+        users = {self.user(i) for i in IDENTITIES}
+        namespaces = {self.agent_ns, self.jobs_ns}
+        return [e for e in audit.read(self.cluster.audit_log, self.audit_offset)
+                if (e.get("user") or {}).get("username") in users
+                or (e.get("objectRef") or {}).get("namespace") in namespaces]
 
     def queue(self, name: str, config: dict[str, Any], *, priorities: bool = False) -> None:
+        """A queue whose workloads go to this run's target namespace."""
+        config = json.loads(json.dumps(config))
+        config.setdefault("metadata", {})["namespace"] = self.jobs_ns
         self.emu.create_queue(ENTITY, name, config, prioritization_mode="V0" if priorities else None)
 
-
-def _objects() -> list[dict[str, Any]]:
-    objs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-                                  for ns in (AGENT_NS, JOBS_NS)]
-    objs += [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": i, "namespace": AGENT_NS}}
-             for i in IDENTITIES]
-    for ns in (AGENT_NS, JOBS_NS):
-        objs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                     "metadata": {"name": "launch-agent", "namespace": ns}, "rules": role_rules()})
-        objs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                     "metadata": {"name": "launch-agent", "namespace": ns},
-                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "launch-agent"},
-                     "subjects": [{"kind": "ServiceAccount", "name": i, "namespace": AGENT_NS}
-                                  for i in IDENTITIES]})
-    return objs
+    def objects(self) -> list[dict[str, Any]]:
+        objs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+                                      for ns in (self.agent_ns, self.jobs_ns)]
+        objs += [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": i, "namespace": self.agent_ns}}
+                 for i in IDENTITIES]
+        for ns in (self.agent_ns, self.jobs_ns):
+            objs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                         "metadata": {"name": "launch-agent", "namespace": ns}, "rules": role_rules()})
+            objs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                         "metadata": {"name": "launch-agent", "namespace": ns},
+                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "launch-agent"},
+                         "subjects": [{"kind": "ServiceAccount", "name": i, "namespace": self.agent_ns}
+                                      for i in IDENTITIES]})
+            # The API-key Secret as the official agent leaves it (it reuses one with the same key).
+            objs.append({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
+                         "metadata": {"name": self.secret, "namespace": ns,
+                                      "labels": {"wandb.ai/created-by": "launch-agent"}},
+                         "stringData": {"password": self.emulator.api_key}})
+        return objs
 
 
 @contextlib.contextmanager
-def site(nodes: int = 2) -> Iterator[Site]:
-    """A fresh localenv + emulator for one run; everything is stopped and removed afterwards."""
-    from localenv import cluster, kubeconfig, tools
-    from localenv.wandb_emulator.testing import start
+def cluster(nodes: int) -> Iterator[Cluster]:
+    """A fresh localenv with the benchmarks' audit policy; stopped and removed afterwards."""
+    from localenv import cluster as localenv_cluster
+    from localenv import tools
 
     root = Path(tempfile.mkdtemp(prefix="bench-site-"))
     state_dir = root / "localenv"
-    policy = audit.write_policy(root / "audit-policy.yaml", [user_of(i) for i in IDENTITIES])
+    policy = audit.write_policy(root / "audit-policy.yaml")
     audit_log = root / "audit.log"
     bin_dir = tools.bin_dir()
-    emulator = None
     try:
-        state = cluster.up(state_dir, nodes=nodes, bin_dir=bin_dir, log=lambda _line: None, with_emulator=False,
-                           tie_to_parent=True, apiserver_args=audit.apiserver_args(policy, audit_log))
-        s = Site(root, state_dir, Path(state.kubeconfig), bin_dir, audit_log, None)
-        s.apply(_objects())
-        kubectl = bin_dir / "kubectl"
+        state = localenv_cluster.up(state_dir, nodes=nodes, bin_dir=bin_dir, log=lambda _line: None,
+                                    with_emulator=False, tie_to_parent=True,
+                                    apiserver_args=audit.apiserver_args(policy, audit_log))
+        yield Cluster(root, state_dir, Path(state.kubeconfig), bin_dir, audit_log, nodes)
+    finally:
+        with contextlib.suppress(Exception):
+            localenv_cluster.down(state_dir)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def run_on(c: Cluster, *, clean_up: bool = False) -> Iterator[Site]:
+    """One run's namespaces, identities and emulator on `c`; with `clean_up`, its namespaces are
+    deleted afterwards and waited for (workloads left running would take the nodes' room)."""
+    from localenv import kubeconfig
+    from localenv.wandb_emulator.testing import start
+
+    c.runs += 1
+    s = Site(c, f"bench-agent-{c.runs}", f"bench-jobs-{c.runs}", f"bench{c.runs}",
+             audit_offset=audit.size(c.audit_log))
+    s.emulator = start(mode="process", entity=ENTITY)
+    try:
+        s.emulator.client.create_entity(ENTITY)
+        s.apply(s.objects())
         for identity in IDENTITIES:
             s.kubeconfigs[identity] = kubeconfig.mint_service_account(
-                kubectl, s.kubeconfig, AGENT_NS, identity, root / f"{identity}.kubeconfig", duration="6h")
-        emulator = start(mode="process", entity=ENTITY)
-        s.emulator = emulator
-        emulator.client.create_entity(ENTITY)
-        # The API-key Secret as the official agent leaves it (it reuses one with the same key).
-        s.apply([{"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
-                  "metadata": {"name": SECRET, "namespace": ns, "labels": {"wandb.ai/created-by": "launch-agent"}},
-                  "stringData": {"password": emulator.api_key}} for ns in (AGENT_NS, JOBS_NS)])
+                c.bin_dir / "kubectl", c.kubeconfig, s.agent_ns, identity, c.root / f"{s.agent_ns}.{identity}",
+                duration="6h")
         yield s
     finally:
-        if emulator is not None:
-            emulator.stop()
-        with contextlib.suppress(Exception):
-            cluster.down(state_dir)
-        shutil.rmtree(root, ignore_errors=True)
+        s.emulator.stop()
+        if clean_up:
+            with contextlib.suppress(Exception):
+                s.kubectl("delete", "namespace", s.agent_ns, s.jobs_ns, "--wait=true", "--timeout=300s")
+
+
+class Sites:
+    """Clusters for a scenario's runs: one per run (`fresh`), or one per node count, kept."""
+
+    def __init__(self, fresh: bool) -> None:
+        self.fresh = fresh
+        self._stack = contextlib.ExitStack()
+        self._kept: dict[int, Cluster] = {}
+
+    def __enter__(self) -> Sites:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    @contextlib.contextmanager
+    def run(self, nodes: int = 2, *, leaves_running: bool = False) -> Iterator[Site]:
+        if self.fresh:
+            with cluster(nodes) as c, run_on(c) as s:
+                yield s
+            return
+        if nodes not in self._kept:
+            self._kept[nodes] = self._stack.enter_context(cluster(nodes))
+        with run_on(self._kept[nodes], clean_up=leaves_running) as s:
+            yield s
+        time.sleep(1.0)  # the last writes of the run's pods settle before the next run starts

@@ -20,7 +20,7 @@ from benchmarks.burst import OUTCOME, job_queue_config, record, side_of
 from benchmarks.config import Sizes
 from benchmarks.launches import Batch, Outcome
 from benchmarks.report import Scenario
-from benchmarks.site import JOBS_NS, site, user_of
+from benchmarks.site import Sites
 
 SETTLE = 15.0
 PODS_PER_NODE = 100  # kwok nodes allow 110
@@ -28,7 +28,7 @@ PODS_PER_NODE = 100  # kwok nodes allow 110
 
 def pytorchjob_queue_config() -> dict[str, Any]:
     return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
-            "metadata": {"name": "ptj-${run_id}", "namespace": JOBS_NS, "annotations": {OUTCOME: "keep-running"}},
+            "metadata": {"name": "ptj-${run_id}", "annotations": {OUTCOME: "keep-running"}},
             "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "restartPolicy": "Never", "template": {
                 "spec": {"containers": [{"name": "pytorch", "image": "${image_uri}"}]}}}}}}
 
@@ -49,18 +49,18 @@ def _window(s: Any, agent: agents.Running, seconds: float) -> dict[str, float]:
     agent.sampler.sample()
     t1, cpu1 = time.time(), agent.sampler.cpu_seconds
     wandb = sum(s.emu.counts().values())
-    api = audit.requests_of(s.audit_events(), user_of(side_of(agent.name)), since=t0, until=t1)
+    api = audit.requests_of(s.audit_events(), s.user(side_of(agent.name)), since=t0, until=t1)
     minutes = (t1 - t0) / 60.0
     return {"cpu_s_per_min": (cpu1 - cpu0) / minutes, "peak_rss_mb": agent.sampler.peak_rss_between(t0, t1),
             "api_per_min": len(api) / minutes, "wandb_per_min": wandb / minutes,
             "api_breakdown": audit.verbs(api), "wandb_breakdown": s.emu.counts()}
 
 
-def one_run(kind: str, workload_kind: str, sizes: Sizes, workdir: Path) -> Outcome:
+def one_run(sites: Sites, kind: str, workload_kind: str, sizes: Sizes, workdir: Path) -> Outcome:
     small, total = sizes.steady_small, sizes.steady_workloads
     resource = "pytorchjobs" if workload_kind == "PyTorchJob" else "jobs"
     nodes = max(1, math.ceil(total / PODS_PER_NODE)) if workload_kind == "Job" else 1
-    with site(nodes=nodes) as s:
+    with sites.run(nodes, leaves_running=True) as s:
         s.queue("steady", queue_config(workload_kind))
         s.emu.settings(auto_init_on_ack=True)
         agent = agents.start(kind, s, ["steady"], total, workdir)
@@ -91,7 +91,7 @@ def one_run(kind: str, workload_kind: str, sizes: Sizes, workdir: Path) -> Outco
             agent.stop()
 
 
-def run(sizes: Sizes, work: Path) -> Scenario:
+def run(sizes: Sizes, work: Path, sites: Sites) -> Scenario:
     n, small = sizes.steady_workloads, sizes.steady_small
     sc = Scenario("steady", f"steady state, {n} running")
     for workload_kind in sizes.steady_kinds:
@@ -104,7 +104,7 @@ def run(sizes: Sizes, work: Path) -> Scenario:
                    "api_per_workload_min@all": "<= official, flat", "wandb_per_workload_min@all": "<= official"}
         for kind in sizes.agents:
             for rep in range(sizes.reps_ours if kind == "ours" else sizes.reps_official):
-                out = one_run(kind, workload_kind, sizes, work / f"steady-{workload_kind}-{kind}-{rep}")
+                out = one_run(sites, kind, workload_kind, sizes, work / f"steady-{workload_kind}-{kind}-{rep}")
                 record(sc, kind, f"steady{suffix}", out,
                        figures=tuple((k, u) for k, u in figures), suffix=suffix, targets=targets)
     sc.notes.append(f"windows of {sizes.steady_window:g} s, {SETTLE:g} s after the last workload was created; "

@@ -26,7 +26,7 @@ from benchmarks.burst import job_queue_config, record, settle_after_finish, side
 from benchmarks.config import Sizes
 from benchmarks.launches import Outcome
 from benchmarks.report import Scenario
-from benchmarks.site import ENTITY, Site, site, user_of
+from benchmarks.site import ENTITY, Site, Sites
 from benchmarks.stats import latency_summary
 
 FLOOR_RUNS = 20
@@ -37,7 +37,7 @@ def _floor(s: Site, interval: float, runs: int) -> dict[str, float]:
     s.queue("floor", job_queue_config())
     items = s.emu.push_many(ENTITY, "floor", [{"runSpec": launches.run_spec(f"floor{i}")} for i in range(runs)])
     per_call: list[float] = []
-    for obj in floor.workloads(items, "floor"):
+    for obj in floor.workloads(s, items, "floor"):
         per_call += floor.tight_loop(s.kubeconfigs["floor"], [obj])["per_call"]
         time.sleep(interval)
     wandb_calls = []
@@ -76,8 +76,8 @@ def _wait_items(s: Site, agent: agents.Running, ids: set[str], states: tuple[str
     return f"{left} of {len(got)} runs not {'/'.join(states)} within {timeout:.0f} s"
 
 
-def one_run(kind: str, sizes: Sizes, workdir: Path) -> tuple[Outcome, dict[str, float]]:
-    with site(nodes=2) as s:
+def one_run(sites: Sites, kind: str, sizes: Sizes, workdir: Path) -> tuple[Outcome, dict[str, float]]:
+    with sites.run(2) as s:
         fl = _floor(s, sizes.trickle_interval, min(FLOOR_RUNS, max(2, int(sizes.trickle_seconds / 2))))
         s.queue("trickle", job_queue_config(run_seconds=sizes.trickle_run_seconds))
         s.queue("failing", job_queue_config(run_seconds=sizes.trickle_run_seconds, outcome="fail"))
@@ -107,7 +107,7 @@ def one_run(kind: str, sizes: Sizes, workdir: Path) -> tuple[Outcome, dict[str, 
 
 
 def _figures(s: Site, agent: agents.Running, started: list[dict[str, Any]], failed: list[dict[str, Any]]) -> Outcome:
-    user = user_of(side_of(agent.name))
+    user = s.user(side_of(agent.name))
     events = s.audit_events()
     created = audit.created(events, user, "jobs")
     names = audit.created_names(events, user, "jobs")
@@ -139,13 +139,13 @@ def _figures(s: Site, agent: agents.Running, started: list[dict[str, Any]], fail
 FIGURES = (("created_p50_s", "s"), ("created_p95_s", "s"), ("reported_p50_s", "s"), ("reported_p95_s", "s"))
 
 
-def run(sizes: Sizes, work: Path) -> Scenario:
+def run(sizes: Sizes, work: Path, sites: Sites) -> Scenario:
     sc = Scenario("trickle", f"trickle (1 per {sizes.trickle_interval:g} s for {sizes.trickle_seconds:g} s, "
                              f"max_jobs {sizes.trickle_max_jobs})")
     targets = {"created_p95_s": "<= floor + one poll interval", "reported_p95_s": "<= 2 s"}
     for kind in sizes.agents:
         for rep in range(sizes.reps_ours if kind == "ours" else sizes.reps_official):
-            out, fl = one_run(kind, sizes, work / f"trickle-{kind}-{rep}")
+            out, fl = one_run(sites, kind, sizes, work / f"trickle-{kind}-{rep}")
             record(sc, kind, "trickle", out, figures=FIGURES, targets=targets)
             for key, _ in FIGURES:
                 sc.figure(key.removesuffix("_s"), "s").add("floor", fl[key])

@@ -3,10 +3,13 @@ the figure documents and the table. No timing is asserted anywhere (figures live
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 from benchmarks import audit, config, report, stats
 from benchmarks.launches import _counts
+from benchmarks.site import Cluster, Site
 
 USER = "system:serviceaccount:bench-agent:ours"
 
@@ -96,3 +99,20 @@ def test_wandb_requests_per_run_count_everything_sent():
     assert got["wandb_requests_per_run"] == 2.5
     assert got["wandb_breakdown"]["popFromRunQueue"] == 1.2
     assert got["idle_wandb_requests_per_min"] == 6.0
+
+
+def test_a_run_on_a_kept_cluster_sees_only_its_own_events(tmp_path: Path):
+    log = tmp_path / "audit.log"
+    earlier = event("old", "ResponseComplete", "update", "jobs", user=audit.JOB_CONTROLLER, name="job1")
+    earlier["objectRef"]["namespace"] = "bench-jobs-1"
+    log.write_text(json.dumps(earlier) + "\n")
+    c = Cluster(tmp_path, tmp_path, tmp_path / "kubeconfig", tmp_path, log, nodes=1, runs=1)
+    s = Site(c, "bench-agent-2", "bench-jobs-2", "bench2", audit_offset=audit.size(log))
+    late = dict(earlier, auditID="late")  # the earlier run's Job, written after this run started
+    mine = event("mine", "ResponseComplete", "update", "jobs", user=audit.JOB_CONTROLLER, name="job1")
+    mine["objectRef"]["namespace"] = "bench-jobs-2"
+    ours = event("ours", "ResponseComplete", "get", "jobs", user="system:serviceaccount:bench-agent-2:ours")
+    other = event("other", "ResponseComplete", "get", "jobs", user="system:serviceaccount:bench-agent-1:ours")
+    with log.open("a") as f:
+        f.write("".join(json.dumps(e) + "\n" for e in (late, mine, ours, other)) + '{"torn": ')
+    assert [e["auditID"] for e in s.audit_events()] == ["mine", "ours"]
