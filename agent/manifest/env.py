@@ -55,8 +55,7 @@ def run_env(run_spec: Mapping[str, Any], run: RunInfo, *, item_id: str, queue: s
         {"name": "WANDB_LAUNCH_TRACE_ID", "value": item_id},
     ]
     run_config = overrides.get("run_config") if isinstance(overrides, Mapping) else None
-    if run_config:
-        env += _chunked("WANDB_CONFIG", json.dumps(run_config))
+    env += _chunked("WANDB_CONFIG", json.dumps(run_config or {}))  # "{}" too, like the official agent
     files = overrides.get("files") if isinstance(overrides, Mapping) else None
     env += _chunked("WANDB_LAUNCH_FILE_OVERRIDES", json.dumps(files or {}))
     artifacts = dict(overrides.get("artifacts") or {}) if isinstance(overrides, Mapping) else {}

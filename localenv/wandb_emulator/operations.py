@@ -1,8 +1,12 @@
-"""What a GraphQL request asks for: its operation name, variables and selected field paths.
+"""What a GraphQL request asks for: its operation name, variables, selected field paths and the
+arguments given to each field.
 
 The W&B clients often send an empty ``operationName``; the name is then taken from the
 query text. `describe` turns a parsed document into the record kept in the request log and
-in tests/fixtures/official-agent-operations.json.
+in tests/fixtures/official-agent-operations.json. An argument is recorded as
+``<field path>(<argument>): <value>``; an input object's fields each get their own line
+(``popFromRunQueue(input.queueName): $queueName``), so a subset of an input object can be
+compared with the whole.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     InlineFragmentNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    ValueNode,
     print_ast,
 )
 
@@ -32,11 +38,22 @@ def operation_name_from_text(query: str, fallback: str | None = None) -> str | N
     return fallback or None
 
 
+def _argument_lines(path: str, name: str, value: ValueNode, out: set[str]) -> None:
+    if isinstance(value, ObjectValueNode):
+        for item in value.fields:
+            _argument_lines(path, f"{name}.{item.name.value}", item.value, out)
+        if not value.fields:
+            out.add(f"{path}({name}): {{}}")
+        return
+    out.add(f"{path}({name}): {print_ast(value)}")
+
+
 def _field_paths(
     selection_set: SelectionSetNode | None,
     fragments: dict[str, FragmentDefinitionNode],
     prefix: str,
     out: set[str],
+    arguments: set[str],
 ) -> None:
     if selection_set is None:
         return
@@ -44,13 +61,15 @@ def _field_paths(
         if isinstance(selection, FieldNode):
             path = f"{prefix}{selection.name.value}"
             out.add(path)
-            _field_paths(selection.selection_set, fragments, path + ".", out)
+            for arg in selection.arguments or ():
+                _argument_lines(path, arg.name.value, arg.value, arguments)
+            _field_paths(selection.selection_set, fragments, path + ".", out, arguments)
         elif isinstance(selection, InlineFragmentNode):
-            _field_paths(selection.selection_set, fragments, prefix, out)
+            _field_paths(selection.selection_set, fragments, prefix, out, arguments)
         elif isinstance(selection, FragmentSpreadNode):
             fragment = fragments.get(selection.name.value)
             if fragment is not None:
-                _field_paths(fragment.selection_set, fragments, prefix, out)
+                _field_paths(fragment.selection_set, fragments, prefix, out, arguments)
 
 
 def select_operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
@@ -63,19 +82,22 @@ def select_operation(document: DocumentNode, name: str | None) -> OperationDefin
 
 
 def describe(document: DocumentNode, name: str | None) -> dict[str, Any]:
-    """``{"name", "type", "variables": {name: type}, "fields": [dotted paths]}`` of one operation."""
+    """``{"name", "type", "variables": {name: type}, "fields": [dotted paths], "arguments": [lines]}``
+    of one operation."""
     op = select_operation(document, name)
     if op is None:
-        return {"name": name or "", "type": "unknown", "variables": {}, "fields": []}
+        return {"name": name or "", "type": "unknown", "variables": {}, "fields": [], "arguments": []}
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     paths: set[str] = set()
-    _field_paths(op.selection_set, fragments, "", paths)
+    arguments: set[str] = set()
+    _field_paths(op.selection_set, fragments, "", paths, arguments)
     variables = {v.variable.name.value: print_ast(v.type) for v in op.variable_definitions or ()}
     return {
         "name": op.name.value if op.name is not None else (name or ""),
         "type": op.operation.value,
         "variables": dict(sorted(variables.items())),
         "fields": sorted(paths),
+        "arguments": sorted(arguments),
     }
 
 

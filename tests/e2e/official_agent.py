@@ -3,6 +3,7 @@ package, unmodified) as a process against a W&B emulator, with its own temporary
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -56,6 +57,7 @@ class OfficialAgent:
         max_jobs: int = 1,
         kubeconfig: Path | None = None,
         extra_env: dict[str, str] | None = None,
+        launch_config: dict[str, Any] | None = None,
     ) -> None:
         self.home = workdir / "home"
         self.log_path = workdir / "official-agent.log"
@@ -64,6 +66,8 @@ class OfficialAgent:
             (self.home / ".kube").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(kubeconfig, self.home / ".kube" / "config")
         env = official_env(self.home, base_url, api_key, **(extra_env or {}))
+        if launch_config is not None:  # ~/.config/wandb/launch-config.yaml, where the agent reads it
+            (self.home / ".config" / "wandb" / "launch-config.yaml").write_text(json.dumps(launch_config))
         args = [str(WANDB_CLI), "launch-agent", "-e", entity, "-j", str(max_jobs), "-v"]
         for queue in queues:
             args += ["-q", queue]

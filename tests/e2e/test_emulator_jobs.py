@@ -88,39 +88,3 @@ def test_wandb_launch_pushes_a_job_by_name(setup) -> None:
     (item,) = emu.items(ENTITY, "by-name")
     assert item["run_spec"]["job"] == jobs.code
     assert item["run_spec"]["resource"] == "kubernetes"
-
-
-def test_the_agents_artifact_operations_are_those_the_sdk_sends(setup) -> None:
-    """Each operation of job resolution and fetch-source is one the official SDK sent here for the same
-    purpose (`wandb job create`, `wandb.Api().job`, artifact downloads): same name, no variable or
-    field the SDK's text lacks."""
-    import sys as _sys
-    from pathlib import Path as _Path
-
-    from graphql import parse
-
-    from agent.backend.jobs.operations import ARTIFACT_OPERATIONS
-    from localenv.wandb_emulator.operations import describe
-
-    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1] / "unit"))
-    from test_agent_operations import covered
-
-    emu, jobs, root = setup
-    home = root / "home"
-    proc = subprocess.run([sys.executable, "-c", RESOLVE, jobs.code], capture_output=True, text=True,
-                          env=official_env(home, emu.url, emu.api_key), cwd=home, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    download = ("import wandb; wandb.Api().artifact(" + repr(f"{ENTITY}/train/code-code-src:latest")
-                + ").download('dl/code')")
-    names = {v["collection"] for v in emu.call("GET", "/_emulator/artifacts") if v["type"] == "code"}
-    download = download.replace("code-code-src", names.pop())
-    proc = subprocess.run([sys.executable, "-c", download], capture_output=True, text=True,
-                          env=official_env(home, emu.url, emu.api_key), cwd=home, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    sdk: dict[str, list] = {}
-    for rec in emu.operations():
-        sdk.setdefault(rec["name"], []).append(rec)
-    for name, text in ARTIFACT_OPERATIONS.items():
-        ours = describe(parse(text), None)
-        assert name in sdk, f"the SDK never sent {name}"
-        assert covered(ours, sdk[name]) is None, f"{name}: {covered(ours, sdk[name])}"

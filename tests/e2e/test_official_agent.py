@@ -2,9 +2,8 @@
 pinned ``wandb`` release, unmodified) runs its whole item lifecycle against it.
 
 Every GraphQL operation the official agent sends is checked against
-tests/fixtures/official-agent-operations.json (the agent tests fail on an operation the file
-does not list); with ``RECORD_OFFICIAL_AGENT_OPERATIONS=1`` the file is instead rewritten from
-what both agent scenarios sent (see tests/e2e/record_official_agent_operations.py).
+tests/fixtures/official-agent-operations.json (tests/e2e/operations_fixture.py; the agent tests
+fail on an operation the file does not list).
 """
 
 from __future__ import annotations
@@ -18,67 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import wandb
 from official_agent import OfficialAgent, wait_until
+from operations_fixture import OperationsFixture
 
 from localenv import crds
 from localenv.wandb_emulator.testing import EmulatorClient, running_emulator
 
 pytestmark = pytest.mark.e2e
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "official-agent-operations.json"
-RECORD = os.environ.get("RECORD_OFFICIAL_AGENT_OPERATIONS") == "1"
 ENTITY = "e2e"
 RUN_SECONDS = "localenv.launch-agent.dev/run-seconds"
-
-SCENARIOS = ("no-cluster", "cluster", "preemption", "client")
-
-
-def _key(op: dict[str, Any]) -> str:
-    return json.dumps(op, sort_keys=True)
-
-
-def fixture_doc(operations: list[dict[str, Any]]) -> dict[str, Any]:
-    unique = {_key(op): op for op in operations}
-    ordered = sorted(unique.values(), key=lambda op: (op["client"], op["name"].lower(), _key(op)))
-    return {
-        "wandb_version": wandb.__version__,
-        "note": "GraphQL operations the official agent and client sent to the emulator; regenerate with "
-                "`.venv/bin/python tests/e2e/record_official_agent_operations.py`",
-        "operations": ordered,
-    }
-
-
-class OperationsFixture:
-    """Checks what an agent scenario sent against the fixture, or collects it for recording."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, list[dict[str, Any]]] = {}
-
-    def check(self, scenario: str, operations: list[dict[str, Any]]) -> None:
-        self.seen[scenario] = operations
-        if RECORD:
-            return
-        doc = json.loads(FIXTURE.read_text())
-        assert doc["wandb_version"] == wandb.__version__, "regenerate the fixture for this wandb release"
-        listed = {_key(op) for op in doc["operations"]}
-        missing = [op for op in operations if _key(op) not in listed]
-        assert not missing, f"operations missing from {FIXTURE.name}: {json.dumps(missing, indent=1)}"
-
-    def write(self) -> None:
-        absent = [s for s in SCENARIOS if s not in self.seen]
-        if absent:
-            raise AssertionError(f"not recording {FIXTURE.name}: scenario(s) {', '.join(absent)} did not run")
-        seen = [op for ops in self.seen.values() for op in ops]
-        FIXTURE.write_text(json.dumps(fixture_doc(seen), indent=2) + "\n")
-
-
-@pytest.fixture(scope="module")
-def operations_fixture() -> Iterator[OperationsFixture]:
-    recorder = OperationsFixture()
-    yield recorder
-    if RECORD:
-        recorder.write()
 
 
 @pytest.fixture

@@ -89,6 +89,13 @@ def test_job_example():
     assert "args" not in c and "command" not in c
 
 
+def test_wandb_config_is_set_without_a_run_config_too():
+    spec = spec_with(JOB_QUEUE)
+    spec["overrides"] = {}
+    (job,) = build_workload(spec, item_id="I1", queue="q", settings=SETTINGS)
+    assert env_of(job["spec"]["template"]["spec"]["containers"][0])["WANDB_CONFIG"]["value"] == "{}"
+
+
 def test_job_name_is_deterministic_per_item():
     a = build_workload(spec_with(JOB_QUEUE), item_id="I1", queue="q", settings=SETTINGS)[0]
     b = build_workload(spec_with(JOB_QUEUE), item_id="I1", queue="q", settings=SETTINGS)[0]
