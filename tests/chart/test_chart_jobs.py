@@ -62,3 +62,24 @@ def test_the_generator_sets_per_user_keys(tmp_path):
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr
     assert yaml.safe_load(proc.stdout)["agent"]["perUserApiKeys"] is True
+
+
+def test_git_credentials_reach_every_target_namespace_and_the_agent_names_them():
+    objs = render({"gitCreds": "https://bot:token@git.example", "additionalTargetNamespaces": ["ml"],
+                   "namespace": "wandb"})
+    secrets = [o for o in objs if o["kind"] == "Secret" and "git-creds" in o["metadata"]["name"]]
+    assert sorted(s["metadata"]["namespace"] for s in secrets) == ["ml", "wandb"]
+    assert len({s["metadata"]["name"] for s in secrets}) == 1 and all(".git-credentials" in s["data"] for s in secrets)
+    env = agent_env(objs)
+    assert env["LAUNCH_AGENT_GIT_CREDENTIALS_SECRET"]["value"] == secrets[0]["metadata"]["name"]
+    # The agent's own mount still reads the copy in its namespace.
+    pod = next(o for o in objs if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "git-creds"]
+    assert volume["secret"]["secretName"] == secrets[0]["metadata"]["name"]
+
+
+def test_an_existing_git_credentials_secret_is_named_and_nothing_is_rendered():
+    objs = render({"existingGitCredsSecret": "my-git", "additionalTargetNamespaces": ["ml"]})
+    assert agent_env(objs)["LAUNCH_AGENT_GIT_CREDENTIALS_SECRET"]["value"] == "my-git"
+    assert not [o for o in objs if o["kind"] == "Secret" and o["metadata"]["name"] == "my-git"]
+    assert "LAUNCH_AGENT_GIT_CREDENTIALS_SECRET" not in agent_env(render({}))
