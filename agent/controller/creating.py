@@ -69,8 +69,16 @@ async def create_objects(kube: Kube, objs: list[dict[str, Any]], item_id: str) -
                 obj["metadata"]["ownerReferences"] = [{
                     "apiVersion": workload["apiVersion"], "kind": workload["kind"], "name": name,
                     "uid": created.workload["metadata"]["uid"]}]
-            got, new = await kube.create(obj)
+            # The agent may create Secrets (a run's own key) but not read them: an existing one is the
+            # run's when its workload was adopted too (it is created only after the workload, with an
+            # ownerReference to it), and someone else's when the workload is new.
+            blind = created is not None and obj["apiVersion"] == "v1" and obj["kind"] == "Secret"
+            got, new = await kube.create(obj, read_existing=not blind)
             owner_item = ((got.get("metadata") or {}).get("annotations") or {}).get(ANN_ITEM_ID)
+            if blind and not new and created is not None and created.new:
+                raise KubeError(409, "AlreadyExists", f"{what} already exists and did not come with this run's "
+                                f"{workload['kind']}; delete it or give the queue config's metadata.name a "
+                                "${run_id} macro")
             if not new and owner_item != item_id:
                 # The name is taken by something this item did not create: never adopt it.
                 owner = f"run-queue item {owner_item}" if owner_item else "something else"

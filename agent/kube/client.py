@@ -129,8 +129,9 @@ class Kube:
                 return rt
         raise KubeError(404, "NotFound", f"kind {kind} is not served under {api_version} by this cluster")
 
-    async def create(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Create; returns (object, created). An existing object of that name is (existing, False)."""
+    async def create(self, obj: dict[str, Any], *, read_existing: bool = True) -> tuple[dict[str, Any], bool]:
+        """Create; returns (object, created). An existing object of that name is (existing, False), or
+        (obj, False) without reading it when `read_existing` is False (kinds the agent may not get)."""
         rt = await self.resolve(obj["apiVersion"], obj["kind"])
         meta = obj.get("metadata") or {}
         ns = meta.get("namespace") or self.default_namespace
@@ -138,6 +139,8 @@ class Kube:
                                 headers={"Content-Type": "application/json"})
         if resp.status_code in (200, 201, 202):
             return resp.json(), True
+        if resp.status_code == 409 and not read_existing and _error(resp).reason == "AlreadyExists":
+            return obj, False
         if resp.status_code == 409:
             existing = await self.get(rt, ns, meta["name"])
             if existing is not None:
