@@ -101,7 +101,14 @@ async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Lo
     downloads = DirectUrls()
     resolver = JobResolver(client, downloads, max_code_bytes=settings.max_code_bytes,
                            git_check=git_checker(settings.git_credentials_file, settings.git_ca_file or True))
-    preparers: list[Any] = [JobStep(resolver, builder=builder_type(settings.agent_config))]
+    materialize = None
+    if settings.code_pvc_name and settings.code_pvc_mount_path:  # the official PVC mode: code written there
+        from agent.source.pvc import pvc_materializer
+
+        materialize = pvc_materializer(settings.code_pvc_mount_path, client, downloads,
+                                       credentials_file=settings.git_credentials_file,
+                                       verify=settings.git_ca_file or True, max_bytes=settings.max_code_bytes)
+    preparers: list[Any] = [JobStep(resolver, builder=builder_type(settings.agent_config), materialize=materialize)]
     build_http = None
     if settings.kaniko is not None:
         build_http, step = build_step(settings, kube, client, downloads, log)

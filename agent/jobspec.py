@@ -71,3 +71,8 @@ class ResolvedJob:
     @property
     def has_requirements(self) -> bool:
         return FROZEN_REQUIREMENTS in self.job_files
+
+    @property
+    def has_patch(self) -> bool:
+        """A git job whose run had uncommitted changes: they are in the job's diff.patch."""
+        return DIFF_PATCH in self.job_files

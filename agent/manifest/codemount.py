@@ -56,7 +56,7 @@ def fetch_args(plan: SourcePlan, settings: ManifestSettings) -> list[str]:
         args += ["--artifact", job.code.qualified_name, "--artifact-id", job.code.id]
     elif job.git is not None:
         args += ["--git-remote", job.git.remote, "--git-commit", job.git.commit]
-    if plan.install_requirements:
+    if plan.install_requirements or (job.git is not None and job.has_patch):
         args += ["--job", job.job.qualified_name, "--job-id", job.job.id]
     return args
 

@@ -3,7 +3,8 @@
 Code artifacts are downloaded the way the SDK downloads them (the manifest through
 `FetchArtifactManifest` and its direct URL, the files' direct URLs through
 `GetArtifactMembershipFileUrls`), every file checked against the manifest's MD5 and the size
-limit, every path kept inside the directory. Git commits are fetched by `agent.source.git`.
+limit, every path kept inside the directory. Git commits are fetched by `agent.source.git`, and
+the job's `diff.patch` (when it has one) is applied on them (`agent.source.patch`).
 Everything written is made writable by any user, like the official init container does, so the
 job's container can write next to its code whatever user it runs as.
 """
@@ -22,8 +23,9 @@ from agent.backend.jobs.document import JobError
 from agent.backend.jobs.files import DirectUrls, file_urls
 from agent.backend.jobs.operations import Q_FETCH_MANIFEST
 from agent.backend.transport import BackendError, GraphQLClient
-from agent.jobspec import JOB_FILES_DIR, ArtifactRef, GitSource
+from agent.jobspec import DIFF_PATCH, JOB_FILES_DIR, ArtifactRef, GitSource
 from agent.source.git import Credential, GitError, GitRemote, checkout, parse_pack
+from agent.source.patch import PatchError, apply_patch
 
 _QUALIFIED = re.compile(r"^([\w.-]+)/([\w.-]+)/([\w.-]+):v(\d+)$")
 MANIFEST_LIMIT = 64 << 20
@@ -120,7 +122,10 @@ async def materialize(dest: Path, *, client: GraphQLClient, downloads: DirectUrl
             written = await _git_tree(git, dest, max_bytes, credentials or [], verify)
         if job is not None:
             written += await _artifact_files(client, downloads, job, dest / JOB_FILES_DIR, max_bytes)
-    except (GitError, JobError) as exc:
+        patch = dest / JOB_FILES_DIR / DIFF_PATCH
+        if git is not None and patch.is_file():  # the run's uncommitted changes, as the official agent applies them
+            apply_patch(dest, patch.read_bytes())
+    except (GitError, JobError, PatchError) as exc:
         raise SourceError(str(exc)) from None
     _make_writable(dest)
     return written

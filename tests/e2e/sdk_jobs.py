@@ -44,3 +44,38 @@ def create_jobs(home: Path, base_url: str, api_key: str, entity: str, project: s
     base = f"{entity}/{project}"
     return SdkJobs(entity, project, f"{base}/image-job:latest", f"{base}/code-job:latest",
                    f"{base}/git-job:latest", repo)
+
+
+RUN_SCRIPT = """import wandb
+run = wandb.init(settings=wandb.Settings(disable_job_creation=False, save_code=True))
+run.log({"loss": 1.0})
+run.finish()
+"""
+
+
+def create_run_job_with_patch(home: Path, base_url: str, api_key: str, entity: str, project: str, git: GitServer,
+                              *, repo_name: str = "patched") -> tuple[str, dict[str, str]]:
+    """A git job the SDK makes from a run (`wandb.init` in a clone with uncommitted changes, job
+    creation and code saving on), so the job carries the run's `diff.patch`. Returns the job's name
+    (entity/project/name:latest) and the changed files as the run saw them."""
+    import subprocess
+    import sys
+
+    from official_agent import official_env
+
+    repo = git.create_repo(repo_name, {**FILES, "train.py": RUN_SCRIPT, "gone.txt": "deleted by the run\n"})
+    work = home / f"clone-{repo_name}"
+    env = official_env(home, base_url, api_key, GIT_SSL_CAINFO=str(git.ca_file), WANDB_ENTITY=entity,
+                       WANDB_PROJECT=project)
+    subprocess.run(["git", "clone", "-q", "-b", "main", repo.url, str(work)], env=env, check=True, timeout=120)
+    changed = {"pkg/helper.py": "VALUE = 43  # not committed\n", "notes.md": "a new file\n"}
+    for rel, text in changed.items():
+        (work / rel).write_text(text)
+    (work / "gone.txt").unlink()
+    subprocess.run(["git", "add", "-A"], cwd=work, env=env, check=True, timeout=60)
+    proc = subprocess.run([sys.executable, "train.py"], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    if proc.returncode != 0:
+        raise AssertionError(f"the run exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    safe = repo.url.replace(":", "_").replace("/", "_")
+    return f"{entity}/{project}/job-{safe}_train.py:latest", changed

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from official_agent import wandb_cli
-from sdk_jobs import SdkJobs, create_jobs
+from sdk_jobs import TRAIN, SdkJobs, create_jobs
 from test_agent_e2e import ENTITY, condition, crds, emu, job_queue, site, wait_for  # noqa: F401
 
 from agent.manifest import LABEL_RUN_ID
@@ -70,4 +70,33 @@ def test_image_code_and_git_jobs_run_from_wandb_launch(site, sdk_jobs, git, tmp_
         assert ("--git-remote" in init["args"]) == (kind == "git")
     wait_for("three runs finished", lambda: agent.metric(
         f'launch_agent_items_finished_total{{queue="{q}",state="finished"}}') == 3)
+    assert agent.terminate() == 0
+
+
+def test_code_pvc_mode_writes_each_job_version_once_where_the_runs_mount_it(site, sdk_jobs, git, tmp_path):  # noqa: F811
+    """The official PVC mode: the agent writes the source to <mount path>/<job>:v<N> and the runs
+    mount that sub-path of the claim (here the mount path is a local directory: the agent runs as a
+    local process)."""
+    q = job_queue(site, "pvc", annotations={"localenv.launch-agent.dev/run-seconds": "1"})
+    code = tmp_path / "code-pvc"
+    code.mkdir()
+    items = [launch(site, sdk_jobs.code, q, tmp_path), launch(site, sdk_jobs.git, q, tmp_path),
+             launch(site, sdk_jobs.code, q, tmp_path)]
+    agent = site.agent([q], env={"LAUNCH_AGENT_IMAGE": "launch-agent:test", "GIT_SSL_CAINFO": str(git.ca_file),
+                                 "WANDB_LAUNCH_CODE_PVC_NAME": "job-code",
+                                 "WANDB_LAUNCH_CODE_PVC_MOUNT_PATH": str(code)})
+    wait_for("the three items acked", lambda: all(site.emu.item(i)["associated_run_id"] for i in items))
+    assert sorted(p.name for p in code.iterdir()) == ["code-job:v0", "git-job:v0"], "one tree per job version"
+    for version in ("code-job:v0", "git-job:v0"):
+        assert (code / version / "train.py").read_text() == TRAIN
+        assert (code / version / "pkg" / "helper.py").is_file()
+        assert (code / version / ".job" / "requirements.frozen.txt").is_file()
+    for item_id in items:
+        run = site.emu.item(item_id)["associated_run_id"]
+        pod = wait_for(f"the Job of {run}", lambda run=run: site.jobs(f"{LABEL_RUN_ID}={run}"))[0]["spec"]["template"]
+        spec = pod["spec"]
+        assert "initContainers" not in spec
+        assert {"name": "wandb-source-code-volume", "persistentVolumeClaim": {"claimName": "job-code"}} in spec["volumes"]
+        (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "wandb-source-code-volume"]
+        assert mount["mountPath"] == "/mnt/wandb" and mount["subPath"] in ("code-job:v0", "git-job:v0")
     assert agent.terminate() == 0

@@ -6,6 +6,7 @@ git job before it launches anything."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sdk_jobs import FILES, create_jobs
+from sdk_jobs import FILES, create_jobs, create_run_job_with_patch
 
 from agent.backend.jobs import DirectUrls, JobError, JobResolver
 from agent.backend.transport import GraphQLClient
@@ -36,6 +37,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with running_emulator() as emu, GitServer(root / "git") as git:
         emu.client.create_entity(ENTITY)
         jobs = create_jobs(root / "home", emu.url, emu.api_key, ENTITY, "train", git)
+        patched, changed = create_run_job_with_patch(root / "home", emu.url, emu.api_key, ENTITY, "train", git)
         private = git.create_repo("private", {"secret_train.py": "print('private')\n", "run.sh": "#!/bin/sh\n"})
         git.require_auth("private", "ci-bot", "s3cret-token")
 
@@ -43,13 +45,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             client, downloads = GraphQLClient(emu.url, emu.api_key, timeout=10), DirectUrls()
             try:
                 resolver = JobResolver(client, downloads)
-                return {k: await resolver.resolve(v) for k, v in jobs.all().items()}
+                return {k: await resolver.resolve(v) for k, v in {**jobs.all(), "patched": patched}.items()}
             finally:
                 await client.aclose()
                 await downloads.aclose()
 
         yield {"emu": emu, "git": git, "jobs": jobs, "resolved": asyncio.run(resolve()), "private": private,
-               "root": root}
+               "root": root, "changed": changed}
 
 
 def fetch(world: dict[str, Any], args: list[str], dest: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -74,6 +76,22 @@ def test_the_init_container_command_writes_the_jobs_files(world, tmp_path, kind)
     assert (dest / ".job" / "requirements.frozen.txt").is_file()
     assert not (dest / ".git").exists()
     assert (dest / "train.py").stat().st_mode & 0o666 == 0o666
+
+
+def test_a_git_job_made_by_a_run_gets_the_runs_uncommitted_changes(world, tmp_path):
+    """The SDK saved the run's `diff.patch` with the job; the init container applies it on the commit
+    (also on a base image of the user's, where nothing is installed)."""
+    job = dataclasses.replace(world["resolved"]["patched"], base_image="python:3.11")  # the job's own image
+    assert job.source_type == "repo" and job.has_patch
+    plan = plan_source(job, {}, {}, SETTINGS)
+    assert not plan.install_requirements
+    dest = tmp_path / "mnt"
+    proc = fetch(world, fetch_args(plan, SETTINGS), dest)
+    assert proc.returncode == 0, proc.stderr
+    for rel, text in world["changed"].items():
+        assert (dest / rel).read_text() == text
+    assert not (dest / "gone.txt").exists()
+    assert (dest / "train.py").is_file() and (dest / ".job" / "diff.patch").is_file()
 
 
 def test_a_private_repository_is_fetched_with_the_chart_git_credentials(world, tmp_path):
