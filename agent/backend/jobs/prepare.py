@@ -39,7 +39,7 @@ async def prepare_job(run_spec: Mapping[str, Any], resolver: JobResolver, *, bui
     if job.has_code and not job.base_image and builder not in ("noop", "kaniko"):  # kaniko: the build step
         raise JobError(f"job {job.name} needs an image build and builder type {builder!r} cannot build in "
                        "Kubernetes; use builder type noop (runs it on a base image)")
-    if job.has_code and materialize is not None:
+    if job.has_code and materialize is not None and (job.base_image or builder == "noop"):  # runs on a base image
         await materialize(job)
     return job
 
