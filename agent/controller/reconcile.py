@@ -32,6 +32,7 @@ from agent.controller.status import (
     STOPPED,
     event_warnings,
     ever_started,
+    init_failures,
     pod_running,
     pod_warnings,
     start_clock,
@@ -202,7 +203,10 @@ class Reconciler:
             return lambda: self._finish(rt, obj, FAILED, f"{rt.kind} {meta['namespace']}/{meta['name']} was "
                                         "deleted before it finished")
         if state in (FINISHED, FAILED):
-            return lambda: self._finish(rt, obj, state, status.message or f"{rt.kind} {meta['name']} failed")
+            message = status.message or f"{rt.kind} {meta['name']} failed"
+            if state == FAILED and init_failures(pods):  # the code fetch, say: its own line says why
+                message = f"{message}; {'; '.join(init_failures(pods))}"
+            return lambda: self._finish(rt, obj, state, message)
         refused = self.a.monitor.refused(rt, meta["namespace"], WATCH_REFUSED_AFTER)
         if refused is not None:
             message = (f"the agent cannot watch {rt.key} in {meta['namespace']} ({refused}), so it cannot follow "

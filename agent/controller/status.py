@@ -170,3 +170,18 @@ def start_clock(obj: dict[str, Any]) -> dt.datetime | None:
             if resumed and (started is None or resumed > started):
                 started = resumed
     return started
+
+
+def init_failures(pods: list[dict[str, Any]]) -> list[str]:
+    """Why a pod's init container failed (the code fetch of a code or git job, say), from its
+    termination message (the fetcher's one line, or the log's tail), one text per container."""
+    out = []
+    for pod in pods:
+        name = (pod.get("metadata") or {}).get("name", "")
+        for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated") or {}
+            if term and term.get("exitCode") not in (None, 0):
+                message = " ".join(str(term.get("message") or term.get("reason") or "").split())[-500:]
+                out.append(f"pod {name} init container {cs.get('name', '')} exited {term['exitCode']}"
+                           + (f": {message}" if message else ""))
+    return list(dict.fromkeys(out))

@@ -9,6 +9,7 @@ from agent.controller.status import (
     FINISHED,
     RUNNING,
     STARTING,
+    init_failures,
     pod_running,
     pod_warnings,
     workload_status,
@@ -135,3 +136,20 @@ def test_pod_disruptions_are_recognised():
         assert pod_disruption(pod(reason)) == f"pod p: {reason}: m"
     assert pod_disruption(pod("EvictionByEvictionAPI", "False")) is None
     assert pod_disruption(pod("SomethingElse")) is None
+
+
+def test_init_container_failures_say_why():
+    """The init container of a code job that cannot fetch its source ends with one line (its termination
+    message); that line is what the item's failure says."""
+    line = "fetch-source: git remote https://git.example/r.git is unreachable (ConnectError)"
+    failed = {"metadata": {"name": "p-1"}, "status": {"phase": "Failed", "initContainerStatuses": [
+        {"name": "wandb-source-code-init", "state": {"terminated": {"exitCode": 1, "reason": "Error",
+                                                                   "message": line + "\n"}}}]}}
+    assert init_failures([failed]) == [f"pod p-1 init container wandb-source-code-init exited 1: {line}"]
+    retried = {"metadata": {"name": "p-2"}, "status": {"initContainerStatuses": [
+        {"name": "fetch", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+         "lastState": {"terminated": {"exitCode": 2, "reason": "Error"}}}]}}
+    assert init_failures([retried, retried]) == ["pod p-2 init container fetch exited 2: Error"]
+    done = {"metadata": {"name": "p-3"}, "status": {"initContainerStatuses": [
+        {"name": "wandb-source-code-init", "state": {"terminated": {"exitCode": 0, "message": "fetched"}}}]}}
+    assert init_failures([done, {"metadata": {"name": "p-4"}, "status": {}}]) == []
