@@ -9,7 +9,7 @@ PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: all venv tools image demo test test-unit lint bench clean help
+.PHONY: all venv tools image demo test test-unit lint bench reliability clean help
 
 all: test
 
@@ -18,6 +18,7 @@ help:
 	@echo "make test   - install everything needed and run every test"
 	@echo "make bench  - benchmarks against the official agent and the floor, printed as ratios (~15 min)"
 	@echo "make image  - build the agent image (Docker or Podman; here Debian's buildah on a local base)"
+	@echo "make reliability - the fault and security suites, then their figures"
 	@echo "make lint   - ruff"
 
 $(STAMP): pyproject.toml
@@ -57,6 +58,13 @@ $(BENCH_STAMP): $(STAMP)
 # BENCH_ARGS: e.g. "--preset full --update-readme" or "burst trickle"
 bench: venv tools $(BENCH_STAMP)
 	@$(PY) -m benchmarks $(BENCH_ARGS)
+
+# Figures: each suite writes $(RESULTS)/<suite>.json; the report prints whatever is there.
+RESULTS ?= .results
+reliability: venv tools
+	@rm -f $(RESULTS)/*.json
+	@LAUNCH_AGENT_RESULTS=$(abspath $(RESULTS)) $(PY) -m pytest -q tests/reliability $(wildcard tests/security); \
+	  status=$$?; LAUNCH_AGENT_RESULTS=$(abspath $(RESULTS)) $(PY) tests/reliability/report.py; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

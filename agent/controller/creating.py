@@ -39,8 +39,9 @@ def plain_words(exc: KubeError, what: str, namespace: str) -> str:
     if exc.status == 403 and "exceeded quota" in msg:
         why = f"a ResourceQuota in namespace {namespace} is used up ({msg})"
     elif exc.status == 403:
-        why = (f"the agent is not allowed to create it ({msg}); grant its ServiceAccount create on this "
-               "kind in this namespace (rbac.extraRules)")
+        why = (f"the agent is not allowed to create it ({msg}); check that namespace {namespace} exists and that "
+               "the agent's ServiceAccount may create this kind there (the chart's Role in each target "
+               "namespace; rbac.extraRules for custom resources)")
     elif exc.status == 404 and re.search(r'namespaces? "?' + re.escape(namespace), msg):
         why = f"namespace {namespace} does not exist"
     elif exc.status == 404:

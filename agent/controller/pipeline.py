@@ -81,7 +81,7 @@ class Pipeline:
                 await a.wait_change(timeout=1.0)
                 continue
             if not await self._pop_round():
-                await a.wait_change(timeout=a.s.poll_interval, pops_only=True)
+                await a.wait_change(timeout=a.s.poll_interval, stop_only=True)
 
     async def _pop_round(self) -> bool:
         """Try each queue in order until one gives an item (True)."""
@@ -110,6 +110,11 @@ class Pipeline:
         return False
 
     def start(self, item: PoppedItem, record: dict[str, Any] | None = None) -> None:
+        if item.item_id in self.in_flight:
+            # Popped again while its first launch still runs (its claim expired meanwhile): that
+            # launch goes on and acks it; a second one would only race it.
+            self.log.info("item %s is being launched already", item.item_id)
+            return
         launch = Launch(item, record, acked=record is not None and ledger.acked(record))
         self.in_flight[item.item_id] = launch
         task = asyncio.create_task(self._run(launch), name=f"launch {item.item_id}")

@@ -136,7 +136,11 @@ def suspended(obj: dict[str, Any]) -> bool:
     if not isinstance(spec, dict):
         return False
     run_policy = spec.get("runPolicy") if isinstance(spec.get("runPolicy"), dict) else {}
-    return spec.get("suspend") is True or run_policy.get("suspend") is True
+    if spec.get("suspend") is True or run_policy.get("suspend") is True:
+        return True
+    # Just resumed, but its controller has not said so yet: the start clock is not known yet.
+    return any(isinstance(c, dict) and c.get("type") == "Suspended" and str(c.get("status")) == "True"
+               for c in ((obj.get("status") or {}).get("conditions") or []))
 
 
 def ever_started(obj: dict[str, Any], pods: list[dict[str, Any]]) -> bool:

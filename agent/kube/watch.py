@@ -192,39 +192,45 @@ class Monitor:
             self._apply(rt, namespace, "ADDED", item)
 
     async def _run(self, stream: _Stream) -> None:
+        """List once, then watch from the last resourceVersion for as long as the server has it:
+        a dropped connection resumes the watch where it stopped; only `410 Gone` (history
+        compacted away) or a failed list starts over with a list."""
         rt, ns = stream.rt, stream.namespace
         sel = self._selector if rt == PODS else self._workload_selector
         delay = 1.0
+        rv: str | None = None
         while True:
             try:
-                items, rv = await self._kube.list(rt, ns, sel)
-                self._replace(rt, ns, items, rv)
-                stream.synced.set()
-                stream.error = None
-                stream.beat = time.monotonic()
-                self._notify()
-                delay = 1.0
-                while True:
-                    async for etype, obj in self._kube.watch(rt, ns, sel, rv,
-                                                             timeout_seconds=self._watch_seconds):
-                        stream.beat = time.monotonic()
-                        new_rv = (obj.get("metadata") or {}).get("resourceVersion")
-                        if new_rv:
-                            rv = new_rv
-                        if etype == "BOOKMARK":
-                            continue
-                        self._apply(rt, ns, etype, obj)
-                        self._notify()
+                if rv is None:
+                    items, rv = await self._kube.list(rt, ns, sel)
+                    self._replace(rt, ns, items, rv)
+                    stream.synced.set()
+                    stream.error = None
                     stream.beat = time.monotonic()
+                    self._notify()
+                async for etype, obj in self._kube.watch(rt, ns, sel, rv, timeout_seconds=self._watch_seconds):
+                    stream.beat = time.monotonic()
+                    delay = 1.0
+                    new_rv = (obj.get("metadata") or {}).get("resourceVersion")
+                    if new_rv:
+                        rv = new_rv
+                    if etype == "BOOKMARK":
+                        continue
+                    self._apply(rt, ns, etype, obj)
+                    self._notify()
+                stream.beat = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except WatchExpired:
                 self._log.info("watch of %s in %s expired (410), re-listing", rt.key, ns)
+                rv = None
             except Exception as exc:
                 if isinstance(exc, KubeError) and 400 <= exc.status < 500 and not stream.synced.is_set():
                     if stream.error is None:
                         stream.error_since = time.monotonic()
                     stream.error = exc
+                if isinstance(exc, KubeError):  # the server refused: start over from a list
+                    rv = None
                 self._log.warning("watch of %s in %s failed: %s; retrying in %.0fs", rt.key, ns,
                                   exc or type(exc).__name__, delay)
                 stream.beat = time.monotonic()

@@ -267,4 +267,59 @@ def test_official_agent_requeues_a_preempted_run(
     (push,) = emulator.requests("pushToRunQueueByName")
     assert push["variables"]["queueName"] == "preempt" and push["variables"]["projectName"] == "model-registry"
     operations_fixture.check("preemption", emulator.operations())
-    (tmp_path / "requeued-spec.json").write_text(json.dumps(requeued["run_spec"]))
+
+    # The same input to our agent: its requeue must carry the same run spec.
+    ours_ns = namespace("preempt-ours")
+    emulator.create_queue(ENTITY, "preempt-ours", {**PREEMPTED_QUEUE_CONFIG, "metadata": {
+        **PREEMPTED_QUEUE_CONFIG["metadata"], "namespace": ours_ns}})
+    ours_first = emulator.push(ENTITY, "preempt-ours", run_spec("pre1", image="pytorch/pytorch:2.5"))
+    with OurAgent(tmp_path / "ours", emulator, ["preempt-ours"], Path(kube.kubeconfig), ours_ns) as ours:
+        (cr,) = wait_until(lambda: kube.get("pytorchjobs.kubeflow.org", namespace=ours_ns), 120, "our PyTorchJob")
+        preempt_pod_of(kube, ours_ns, cr, {k: v for k, v in cr["metadata"]["labels"].items()
+                                           if k in ("wandb.ai/agent", "app.kubernetes.io/managed-by")}
+                       | {"wandb.ai/run-queue-item": cr["metadata"]["labels"]["wandb.ai/run-queue-item"]},
+                       "PreemptionByScheduler")
+        # Our agent requeues when the workload ends failed (its operator's verdict), not at the first pod event.
+        kube.kubectl("patch", "pytorchjobs.kubeflow.org", cr["metadata"]["name"], "-n", ours_ns,
+                     "--subresource=status", "--type=merge", "-p", json.dumps({"status": {"conditions": [
+                         {"type": "Failed", "status": "True", "reason": "PodPreempted", "message": "master preempted"}]}}))
+        mine = wait_until(lambda: len(emulator.items(ENTITY, "preempt-ours")) == 2 and emulator.items(
+            ENTITY, "preempt-ours"), 120, "our requeued item", None)
+        ours.check()
+    our_requeued = next(i for i in mine if i["id"] != ours_first["id"])["run_spec"]
+
+    def normal(spec: dict[str, Any], ns: str) -> str:
+        return json.dumps(spec, sort_keys=True).replace(ns, "<ns>")
+
+    assert normal(our_requeued, ours_ns) == normal(requeued["run_spec"], ns)
+    assert emulator.item(ours_first["id"])["reports"] == [], "the preempted item is not failed"
+
+
+class OurAgent:
+    """`python -m agent` with the admin kubeconfig, for differential checks against the official one."""
+
+    def __init__(self, workdir: Path, emulator: EmulatorClient, queues: list[str], kubeconfig: Path, ns: str) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        cfg = workdir / "launch-config.yaml"
+        cfg.write_text(json.dumps({"entity": ENTITY, "queues": queues, "max_jobs": 2}))
+        self.log_path = workdir / "agent.log"
+        env = {"PATH": os.environ["PATH"], "HOME": str(workdir), "WANDB_API_KEY": emulator.api_key,
+               "WANDB_BASE_URL": emulator.url, "LAUNCH_AGENT_NAMESPACE": ns, "LAUNCH_AGENT_POLL_INTERVAL": "0.5"}
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "agent", "-c", str(cfg), "--kubeconfig", str(kubeconfig),
+                                      "--health-port", "0"], env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def check(self) -> None:
+        assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
+
+    def __enter__(self) -> OurAgent:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(30)
+        self._log.close()

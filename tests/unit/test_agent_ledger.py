@@ -41,3 +41,37 @@ def test_times_read_back():
     assert ledger.seconds_since(ledger.now_text()) is not None
     assert 0 <= ledger.seconds_since(f"refused {ledger.now_text()}") < 60
     assert ledger.seconds_since(None) is None and ledger.seconds_since("nonsense") is None
+
+
+def test_slots_and_the_scheduler_flag_come_from_the_workloads():
+    """A restarted agent knows which adopted workloads are sweep schedulers (max_schedulers) and
+    which still hold a max_jobs slot, from the objects alone."""
+    import logging
+
+    import httpx2
+
+    from agent.backend.operations import Backend
+    from agent.backend.transport import GraphQLClient
+    from agent.config import AgentSettings
+    from agent.controller.agent import Agent
+    from agent.kube.client import JOBS, Kube
+    from agent.manifest import ANN_ITEM_ID, LABEL_ROLE
+    from agent.metrics import Metrics
+
+    s = AgentSettings(entity="e", queues=("q",), api_key="local-" + "x" * 40, max_jobs=3)
+    agent = Agent(s, Backend(GraphQLClient("http://127.0.0.1:9", s.api_key), "e"),
+                  Kube(httpx2.AsyncClient(base_url="http://127.0.0.1:9")), Metrics(), logging.getLogger("t"))
+
+    def workload(item: str, **ann: str) -> dict:
+        obj = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+            "name": item, "namespace": "ns", "labels": {LABEL_ROLE: "workload"},
+            "annotations": {ANN_ITEM_ID: item, **ann}}}
+        return obj
+
+    sched = workload("s1")
+    ledger.stamp_new(sched, spec={"uri": "placeholder-uri-scheduler"}, scheduler=True)
+    objs = [sched, workload("j1"), workload("j2", **{ledger.REPORTED: "finished"})]
+    for obj in objs:
+        agent.monitor.objects[(JOBS.key, "ns", obj["metadata"]["name"])] = obj
+    assert agent.schedulers() == 1
+    assert agent.free_slots() == 3 - 1  # j2 is reported: its slot is free; the scheduler has its own

@@ -118,6 +118,8 @@ def test_suspended_workloads_and_their_start_clock():
     held = {**job(), "spec": {"suspend": True}}
     assert suspended(held) and not suspended(job())
     assert suspended({"spec": {"runPolicy": {"suspend": True}}})
+    # resumed a moment ago: the Job controller has not flipped its Suspended condition yet
+    assert suspended({"spec": {"suspend": False}, "status": {"conditions": [{"type": "Suspended", "status": "True"}]}})
     resumed = {"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}, "status": {"conditions": [
         {"type": "Suspended", "status": "False", "reason": "JobResumed", "lastTransitionTime": "2026-01-01T01:00:00Z"}]}}
     assert start_clock(resumed).hour == 1
