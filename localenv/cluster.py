@@ -8,6 +8,7 @@ state directory, waits until the cluster can run pods, and records everything in
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import importlib.util
@@ -558,6 +559,35 @@ def restart(state_dir: Path, name: str, *, down_for: float = 0.0, timeout: float
         _wait("kube-apiserver /readyz", lambda: _http_ok(f"{state.server}/readyz", ctx), timeout, state_dir,
               {name: state.pids[name]})
     return state.pids[name]
+
+
+def _etcd_call(state: State, path: str, body: dict) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{state.ports['etcd']}{path}",
+                                 data=json.dumps(body).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            result: dict = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        result = {"error": exc.read().decode(errors="replace")}
+    return result
+
+
+def compact_etcd(state: State) -> None:
+    """Drop etcd's history up to now (as the API server does every few minutes), and wait until a
+    read of the old history is refused: a watch resuming from before now then gets 410 Gone.
+
+    etcd keeps the compaction revision itself, so a write outside the API server's keys first
+    moves "now" past the last object change; otherwise a watch starting at exactly that change
+    would still be served."""
+    key = base64.b64encode(b"/localenv/compaction-marker").decode()
+    put = _etcd_call(state, "/v3/kv/put", {"key": key, "value": base64.b64encode(b"x").decode()})
+    revision = int(put["header"]["revision"])
+    for _ in range(50):
+        _etcd_call(state, "/v3/kv/compaction", {"revision": revision, "physical": True})
+        if "compacted" in str(_etcd_call(state, "/v3/kv/range", {"key": key, "revision": revision - 1})):
+            return
+        time.sleep(0.1)
+    raise LocalenvError(f"etcd did not compact to revision {revision}")
 
 
 def down(state_dir: Path) -> list[str]:

@@ -83,9 +83,6 @@ class Reconciler:
             self.pass_once()
             await self.a.wait_change(timeout=1.0)
 
-    def busy(self) -> int:
-        return len(self._tasks)
-
     async def drain(self, grace: float) -> None:
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)

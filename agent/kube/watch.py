@@ -98,11 +98,6 @@ class Monitor:
             return None
         return stream.error
 
-    def stalest_beat(self) -> float:
-        """Seconds since the least recently active stream last heard from the API server."""
-        now = time.monotonic()
-        return max((now - s.beat for s in self._streams.values()), default=0.0)
-
     def watched(self) -> list[tuple[ResourceType, str]]:
         return [(s.rt, s.namespace) for s in self._streams.values()]
 

@@ -8,13 +8,9 @@ cluster with the watch cache off) and compacts etcd, as the API server does ever
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,31 +43,8 @@ class Env:
                                               "containers": [{"name": "c", "image": "busybox"}]}}}}
         self.kubectl("apply", "-f", "-", input_text=json.dumps(job))
 
-    def _etcd(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.state.ports['etcd']}{path}",
-                                     data=json.dumps(body).encode(), method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                result: dict[str, Any] = json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            result = {"error": exc.read().decode(errors="replace")}
-        return result
-
     def compact(self) -> None:
-        """Drop etcd's history up to now, and wait until a read of the old history is refused.
-
-        etcd keeps the compaction revision itself, so a write outside the API server's keys
-        first moves "now" past the last object change; otherwise a watch starting at exactly
-        that change would still be served."""
-        key = base64.b64encode(b"/localenv-test/compaction-marker").decode()
-        put = self._etcd("/v3/kv/put", {"key": key, "value": base64.b64encode(b"x").decode()})
-        revision = int(put["header"]["revision"])
-        for _ in range(50):
-            self._etcd("/v3/kv/compaction", {"revision": revision, "physical": True})
-            if "compacted" in str(self._etcd("/v3/kv/range", {"key": key, "revision": revision - 1})):
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"etcd did not compact to revision {revision}")
+        cluster.compact_etcd(self.state)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ failure report and one ack sent (the emulator records every call, not only the f
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -17,8 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -111,27 +108,9 @@ class Env:
     def restart(self, component: str, down_for: float = 0.0) -> None:
         cluster.restart(self.state_dir, component, down_for=down_for)
 
-    def etcd(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.state.ports['etcd']}{path}",
-                                     data=json.dumps(body).encode(), method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                result: dict[str, Any] = json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            result = {"error": exc.read().decode(errors="replace")}
-        return result
-
     def compact_etcd(self) -> None:
         """Drop etcd's history up to now: a watch resuming from an older resourceVersion gets 410."""
-        key = base64.b64encode(b"/reliability/compaction-marker").decode()
-        put = self.etcd("/v3/kv/put", {"key": key, "value": base64.b64encode(b"x").decode()})
-        revision = int(put["header"]["revision"])
-        for _ in range(50):
-            self.etcd("/v3/kv/compaction", {"revision": revision, "physical": True})
-            if "compacted" in str(self.etcd("/v3/kv/range", {"key": key, "revision": revision - 1})):
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"etcd did not compact to revision {revision}")
+        cluster.compact_etcd(self.state)
 
     def creations(self) -> Counter[tuple[str, str, str]]:
         """Successful creates of workloads per (resource, namespace, name), from the audit log."""
@@ -243,6 +222,9 @@ def make_site(env: Env, workdir: Path) -> Site:
         if ns == agent_ns:
             rules.append({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
                           "verbs": ["get", "create", "update"]})
+            # launch records of durable prepare steps (the chart grants these with builder kaniko)
+            rules.append({"apiGroups": [""], "resources": ["configmaps"],
+                          "verbs": ["create", "get", "list", "patch", "delete"]})
         objs += [
             {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": ns},
              "type": "kubernetes.io/basic-auth", "stringData": {"password": env.emu.key}},
