@@ -59,12 +59,12 @@ $(BENCH_STAMP): $(STAMP)
 bench: venv tools $(BENCH_STAMP)
 	@$(PY) -m benchmarks $(BENCH_ARGS)
 
-# Figures: each suite writes $(RESULTS)/<suite>.json; the report prints whatever is there.
-RESULTS ?= .results
+# Figures: each suite writes <results>/<name>.json (localenv.results, $LAUNCH_AGENT_RESULTS_DIR,
+# default build/results); the report prints whatever is there.
 reliability: venv tools
-	@rm -f $(RESULTS)/*.json
-	@LAUNCH_AGENT_RESULTS=$(abspath $(RESULTS)) $(PY) -m pytest -q tests/reliability $(wildcard tests/security); \
-	  status=$$?; LAUNCH_AGENT_RESULTS=$(abspath $(RESULTS)) $(PY) tests/reliability/report.py; exit $$status
+	@$(PY) -c 'from localenv import results; results.clear()'
+	@$(PY) -m pytest -q tests/reliability $(wildcard tests/security); \
+	  status=$$?; $(PY) -m localenv.results; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

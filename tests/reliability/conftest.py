@@ -1,12 +1,10 @@
 """Fixtures of the fault suite: one localenv for the whole suite (its own, because tests restart
 its API server and etcd), the W&B emulator, a fresh install per test, and the figures each test
-proves, written to `$LAUNCH_AGENT_RESULTS/reliability.json` (default `.results/`) for
-`make reliability`."""
+proves, written as `reliability` to `localenv.results` (`$LAUNCH_AGENT_RESULTS_DIR`, default
+`build/results/`) for `make reliability`."""
 
 from __future__ import annotations
 
-import json
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +13,10 @@ import pytest
 import yaml
 from harness import AUDIT_POLICY, ENTITY, Env, Site, Tally, make_site
 
-from localenv import cluster, tools
+from localenv import cluster, results, tools
 from localenv.wandb_emulator import start_emulator
 from localenv.wandb_emulator.testing import EntityAdmin
 
-RESULTS = Path(os.environ.get("LAUNCH_AGENT_RESULTS") or Path(__file__).resolve().parents[2] / ".results")
 _TALLIES: list[Tally] = []
 _OUTCOMES: dict[str, bool] = {}
 
@@ -88,17 +85,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     tests = []
     for t in _TALLIES:
         passed = _OUTCOMES.get(t.test, False)
-        tests.append({"test": t.test, "passed": passed, "faults": t.faults, "runs": t.runs, "lost": t.lost,
+        tests.append({"test": t.test, "passed": passed, "faults": t.faults, "runs": t.runs, "launched": t.launched,
+                      "launched_once": t.launched_once, "lost": t.lost,
                       "duplicates": t.duplicates, "double_reports": t.double_reports, "notes": t.notes, **t.extra})
     figures = {
+        "fault tests": len(tests),
         "faults injected": sum(t["faults"] for t in tests),
         "faults survived": sum(t["faults"] for t in tests if t["passed"]),
         "runs": sum(t["runs"] for t in tests),
+        "runs launched exactly once": f"{sum(t['launched_once'] for t in tests)}/"
+                                      f"{sum(t['launched'] for t in tests)}",
         "runs lost": sum(t["lost"] for t in tests),
         "duplicate workloads": sum(t["duplicates"] for t in tests),
         "double reports": sum(t["double_reports"] for t in tests),
         "fault tests passed": f"{sum(t['passed'] for t in tests)}/{len(tests)}",
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "reliability.json").write_text(json.dumps({"suite": "reliability", "figures": figures,
-                                                          "tests": tests}, indent=2) + "\n")
+    results.write("reliability", {"figures": figures, "tests": tests})

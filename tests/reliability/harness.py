@@ -349,6 +349,8 @@ class Tally:
     test: str
     faults: int = 0
     runs: int = 0
+    launched: int = 0  # runs meant to be launched
+    launched_once: int = 0  # of those, runs whose workload was created exactly once
     lost: int = 0
     duplicates: int = 0
     double_reports: int = 0
@@ -374,6 +376,9 @@ def check_runs(site: Site, tally: Tally, expected: dict[str, tuple[str, dict[str
         ns, name = site.jobs_ns, workload_name(run_info(spec), item_id)
         made = sum(n for (res, cns, cname), n in creations.items()
                    if cns == ns and cname == name and res in ("jobs", "pytorchjobs"))
+        if outcome in (FINISHED, REQUEUED):
+            tally.launched += 1
+            tally.launched_once += made == 1
         if made > 1:
             tally.duplicates += made - 1
             problems.append(f"{item_id}: {made} workloads created")
