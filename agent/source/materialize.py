@@ -95,15 +95,28 @@ async def _git_tree(git: GitSource, dest: Path, max_bytes: int, credentials: lis
         await remote.aclose()
 
 
+def _open_up(path: Path, bits: int) -> None:
+    """Add `bits` to the mode of `path`. A path another user owns (the root of the volume, which
+    the kubelet made, when the fetcher runs as non-root) is left as it is: only its owner could."""
+    mode = path.stat().st_mode & 0o7777
+    if mode | bits == mode:
+        return
+    try:
+        path.chmod(mode | bits)
+    except PermissionError:
+        if path.stat().st_uid == os.geteuid():
+            raise
+
+
 def _make_writable(root: Path) -> None:
     for base, dirs, files in os.walk(root):
         for name in dirs:
-            (Path(base) / name).chmod(0o777)
+            _open_up(Path(base) / name, 0o777)
         for name in files:
             path = Path(base) / name
             if not path.is_symlink():
-                path.chmod(path.stat().st_mode | 0o666)
-    root.chmod(0o777)
+                _open_up(path, 0o666)
+    _open_up(root, 0o777)
 
 
 async def materialize(dest: Path, *, client: GraphQLClient, downloads: DirectUrls, code: ArtifactRef | None = None,
