@@ -7,8 +7,10 @@
 4. the agent runs as the chart's pod on the real node, in an ``enforce=restricted`` namespace,
    with its in-cluster ServiceAccount;
 5. enqueue two runs of the trainer on the Job queue (they really run: ``wandb.init``, a few
-   logged steps, exit 0 or 1) and one on the PyTorchJob queue (no training operator here:
-   kwok plays it, and the demo plays that run's W&B client);
+   logged steps, exit 0 or 1), a third launched by job name (``wandb job create image`` of the
+   trainer, then ``wandb launch -j``: the agent resolves the job artifact) and one on the
+   PyTorchJob queue (no training operator here: kwok plays it, and the demo plays that run's W&B
+   client);
 6. print a table and the runs' own log lines, and how to look around and tear down.
 """
 
@@ -46,7 +48,10 @@ RUNS = [
     ("demo-jobs", "train-small", 5, "succeed"),
     ("demo-jobs", "train-broken", 2, "fail"),
     ("demo-pytorch", "ddp-resnet", 3, "succeed"),
+    ("demo-jobs", "train-by-job", 3, "succeed"),
 ]
+BY_JOB = "train-by-job"  # pushed by `wandb launch -j` of the job artifact JOB (the official CLI)
+JOB = "trainer"
 REAL_QUEUE = "demo-jobs"  # its runs execute on the real node; the run's own wandb reports their state
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
 NODE_WAIT = 1800.0
@@ -277,6 +282,38 @@ def run_spec(queue: str, name: str, amount: int, outcome: str, trainer: str) -> 
     return spec
 
 
+def wandb_cli(home: Path, state: cluster.State, *args: str) -> str:
+    """The official ``wandb`` CLI (the venv's, unmodified) against the emulator, with its own HOME."""
+    for sub in ("wandb", ".config/wandb", ".cache/wandb"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "KUBECONFIG"}
+    env.update(HOME=str(home), WANDB_DIR=str(home / "wandb"), WANDB_CONFIG_DIR=str(home / ".config" / "wandb"),
+               WANDB_CACHE_DIR=str(home / ".cache" / "wandb"), WANDB_BASE_URL=str(state.emulator_url),
+               WANDB_API_KEY=str(state.emulator_api_key), WANDB_ERROR_REPORTING="false", WANDB_SILENT="true")
+    say("  $ wandb " + " ".join(args))
+    proc = subprocess.run([str(Path(sys.executable).with_name("wandb")), *args], env=env, cwd=home,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise DemoError(f"wandb {args[0]} {args[1]} exited {proc.returncode}: {tail[0]}")
+    return proc.stdout
+
+
+def push_by_job(client: EmulatorClient, state: cluster.State, home: Path, queue: str, amount: int,
+                outcome: str, trainer: str) -> str:
+    """The trainer image as a W&B job artifact, launched by name: the item names the job only."""
+    wandb_cli(home, state, "job", "create", "--entity", ENTITY, "--project", PROJECT, "--name", JOB,
+              "-E", "python /app/train.py", "image", trainer)
+    before = {i["id"] for i in client.items(ENTITY, queue)}
+    config = {"overrides": {"args": ["--steps", str(amount), "--exit-code", "1" if outcome == "fail" else "0"]}}
+    wandb_cli(home, state, "launch", "-j", f"{ENTITY}/{PROJECT}/{JOB}:latest", "-q", queue, "-e", ENTITY,
+              "-p", PROJECT, "-c", json.dumps(config))
+    new = [i for i in client.items(ENTITY, queue) if i["id"] not in before]
+    if len(new) != 1:
+        raise DemoError(f"wandb launch -j pushed {len(new)} items to {queue}, not one")
+    return str(new[0]["id"])
+
+
 def run_logs(kubectl: Kubectl, runs: list[Tracked]) -> list[str]:
     """The last line each real run printed (its own container's log)."""
     lines = []
@@ -362,8 +399,11 @@ def main(argv: list[str] | None = None) -> int:
         step(5, f"{len(RUNS)} runs enqueued; following them")
         runs = []
         for queue, name, amount, outcome in RUNS:
-            pushed = client.push(ENTITY, queue, run_spec(queue, name, amount, outcome, trainer))
-            runs.append(Tracked(queue, name, str(pushed["id"]), ""))
+            if name == BY_JOB:
+                item_id = push_by_job(client, state, work / "wandb-home", queue, amount, outcome, trainer)
+            else:
+                item_id = str(client.push(ENTITY, queue, run_spec(queue, name, amount, outcome, trainer))["id"])
+            runs.append(Tracked(queue, name, item_id, ""))
         follow(client, kubectl, runs)
 
         step(6, "done")

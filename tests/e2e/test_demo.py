@@ -40,5 +40,7 @@ def test_demo_runs_every_queued_run_to_its_end(tmp_path: Path) -> None:
         if queue == demo.REAL_QUEUE:  # the run's container really ran
             exit_code = 1 if outcome == "fail" else 0
             assert re.search(rf"{name}: trainer: run local/demo/\w+ logged {steps} steps, exiting {exit_code}", logs)
+    # One run was launched by job name: the official CLI made the job artifact and pushed it.
+    assert f"$ wandb launch -j {demo.ENTITY}/{demo.PROJECT}/{demo.JOB}:latest" in proc.stdout
     assert "on localenv-real: Ready" in proc.stdout  # the agent ran as the chart's pod on the real node
     assert not state_dir.exists(), "--teardown leaves no state behind"
