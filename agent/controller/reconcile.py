@@ -45,7 +45,8 @@ from agent.manifest import ANN_ITEM_ID, ANN_QUEUE, ANN_RUN_ID, LABEL_ITEM, LABEL
 if TYPE_CHECKING:
     from agent.controller.agent import Agent
 
-EVENTS_CHECK_INTERVAL = 5.0
+EVENTS_CHECK_INTERVAL = 5.0  # also the wait before a new workload's first look at its events
+PASS_GAP = 0.05  # after a wake: the watch events of a burst coalesce into one pass
 ACK_REFUSED_GRACE = 600.0  # keep a run whose ack was refused this long: W&B may hand the item out again
 WATCH_REFUSED_AFTER = 30.0
 
@@ -82,6 +83,7 @@ class Reconciler:
             self.a.heartbeats.beat("reconcile")
             self.pass_once()
             await self.a.wait_change(timeout=1.0)
+            await asyncio.sleep(PASS_GAP)
 
     async def drain(self, grace: float) -> None:
         if self._tasks:
@@ -109,7 +111,9 @@ class Reconciler:
                 continue
             memo = self.memos.get(item_id)
             if memo is None:
-                memo = self.memos[item_id] = Memo(key, queue=str(meta["annotations"].get(ANN_QUEUE, "")))
+                # events only explain pods that fail to appear: the first look waits for them a while
+                memo = self.memos[item_id] = Memo(key, queue=str(meta["annotations"].get(ANN_QUEUE, "")),
+                                                  events_checked_at=now)
                 if item_id not in self.a.launched_here and not ledger.reported(obj):
                     self.a.metrics.inc("items_adopted_total", "Workloads adopted from the cluster", queue=memo.queue)
                     self.log.info("re-adopted %s %s/%s for item %s (run %s)", rt.kind, key[1], key[2], item_id,
