@@ -8,6 +8,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -53,7 +54,7 @@ def env() -> Iterator[Env]:
 
 
 @pytest.fixture
-def site(env: Env, tmp_path: Path) -> Iterator[Site]:
+def site(env: Env, tmp_path: Path, secret_scan) -> Iterator[Site]:  # type: ignore[no-untyped-def]
     env.emu.clear_faults()
     env.emu.clear_requests()
     s = make_site(env, tmp_path)
@@ -62,6 +63,15 @@ def site(env: Env, tmp_path: Path) -> Iterator[Site]:
     finally:
         env.emu.clear_faults()
         s.close()
+        # The key never leaves its Secret, whatever the faults: agent output (tracebacks included),
+        # what the emulator was sent, every object left in the install's namespaces.
+        scan = secret_scan(env.emu.key)
+        for proc in s.procs:
+            scan.text(proc.log.name, proc.text())
+        scan.objects("emulator requests", env.emu.admin("GET", "/requests") or [])
+        admin = SimpleNamespace(kubectl=lambda *args, check=True, **_: cluster.kubectl(
+            env.bin_dir, env.kubeconfig, *args, check=check))
+        scan.cluster(admin, [s.agent_ns, s.jobs_ns], holders=[f"wandb-api-key-{s.release}"])
 
 
 @pytest.fixture
