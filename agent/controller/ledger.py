@@ -97,9 +97,11 @@ def warned(obj: Mapping[str, Any]) -> list[str]:
 
 async def record(kube: Kube, rt: ResourceType, obj: dict[str, Any], values: Mapping[str, str | None], *,
                  release: bool = False) -> dict[str, Any] | None:
-    """Write annotations (None removes one) and, with `release`, drop the finalizer, in one
-    conditional merge patch; on a conflict the object is read again and the patch repeated.
-    Returns the object as written (None when it is gone)."""
+    """Write annotations (None removes one) and, with `release`, drop the finalizer, in one merge
+    patch. Annotations are merged key by key, so they need no precondition; dropping the finalizer
+    rewrites the whole list, so that patch is conditional on the resourceVersion: on a conflict
+    the object is read again and the patch repeated. Returns the object as written (None when it
+    is gone)."""
     meta = obj.get("metadata") or {}
     ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
     current: dict[str, Any] | None = obj
@@ -107,10 +109,10 @@ async def record(kube: Kube, rt: ResourceType, obj: dict[str, Any], values: Mapp
         assert current is not None
         cmeta = current.get("metadata") or {}
         body: dict[str, Any] = {"metadata": {
-            "resourceVersion": cmeta.get("resourceVersion"),
             "annotations": {k: (v[:MAX_VALUE] if isinstance(v, str) else v) for k, v in values.items()},
         }}
         if release:
+            body["metadata"]["resourceVersion"] = cmeta.get("resourceVersion")
             body["metadata"]["finalizers"] = [f for f in cmeta.get("finalizers") or [] if f != FINALIZER]
         try:
             return await kube.patch(rt, ns, name, body)
