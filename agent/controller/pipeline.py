@@ -4,7 +4,9 @@ Popping runs in its own loop: it pops only while this process may (it holds the 
 of the cluster is complete, it is not shutting down) and while a slot is free (`max_jobs` counts
 items in this pipeline plus workloads whose end is not reported yet). Queues are tried in order;
 the queue that gave an item goes to the end (the official agent's round robin), and a queue's own
-priority order is W&B's. Each item then runs on its own: a slow item (an image build) holds its
+priority order is W&B's. While the queues give items, up to `pop_width` pops are in flight at once,
+each holding a slot until it answers, so `max_jobs` is never passed; a queue that answered empty
+is left until the next poll, which comes after the poll interval once every queue answered empty. Each item then runs on its own: a slow item (an image build) holds its
 slot, never the others. The workload is created before the ack, so a lost ack or a crash never
 loses a run; a durable prepare step (see `prepare`) acks early behind a launch record instead.
 """
@@ -77,37 +79,81 @@ class Pipeline:
         a = self.a
         while True:
             a.heartbeats.beat("poll")
-            if not a.may_pop() or a.free_slots() - self.pops <= 0:
-                await a.wait_change(timeout=1.0)
+            if not self._may_pop():
+                await a.wait_change(timeout=1.0)  # a slot frees, the lease comes back
                 continue
-            if not await self._pop_round():
+            if await self._pop_burst():
+                # Every queue answered empty: the next poll after the interval (shutdown cuts it short).
                 await a.wait_change(timeout=a.s.poll_interval, stop_only=True)
 
-    async def _pop_round(self) -> bool:
-        """Try each queue in order until one gives an item (True)."""
-        for queue in list(self.queue_order):
-            if not self.a.may_pop() or self.a.free_slots() - self.pops <= 0:
-                return False
-            self.pops += 1
-            try:
-                item = await self.a.backend.pop(queue, self.a.agent_id)
-            except BackendError as exc:
-                # Never sent twice: an item claimed by a pop whose answer was lost goes back on
-                # its queue when the claim expires.
-                self.a.metrics.inc("backend_errors_total", "Failed W&B API calls", operation="popFromRunQueue")
-                self.log.warning("pop from %s failed: %s (will retry)", queue, exc)
-                continue
-            finally:
-                self.pops -= 1
-            if item is None:
-                continue
-            self.queue_order.remove(queue)
-            self.queue_order.append(queue)
+    def _may_pop(self) -> bool:
+        return self.a.may_pop() and self.a.free_slots() - self.pops > 0
+
+    def _next_queue(self, empty: set[str], busy: dict[str, int]) -> str | None:
+        """The first queue in round-robin order that has not answered empty, preferring one with
+        no pop in flight."""
+        open_queues = [q for q in self.queue_order if q not in empty]
+        if not open_queues:
+            return None
+        return min(open_queues, key=lambda q: busy.get(q, 0))
+
+    async def _pop_burst(self) -> bool:
+        """Pop until every queue answered empty (True) or no slot is left (False). Up to
+        `pop_width` pops are in flight at once, each reserving a slot: one to start with (an idle
+        poll costs one pop per queue), twice as many after each item, so a burst on the queues is
+        drained at the W&B round trip divided by the width."""
+        empty: set[str] = set()
+        pending: dict[asyncio.Task[PoppedItem | None], str] = {}
+        width = 1
+        try:
+            while True:
+                self.a.heartbeats.beat("poll")
+                busy: dict[str, int] = {}
+                for q in pending.values():
+                    busy[q] = busy.get(q, 0) + 1
+                while len(pending) < width and self._may_pop():
+                    queue = self._next_queue(empty, busy)
+                    if queue is None:
+                        break
+                    busy[queue] = busy.get(queue, 0) + 1
+                    pending[asyncio.create_task(self._pop_one(queue), name=f"pop {queue}")] = queue
+                    self.pops = len(pending)
+                if not pending:
+                    return len(empty) >= len(self.queue_order)
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    queue = pending.pop(task)
+                    item = task.result()
+                    if item is None:
+                        empty.add(queue)
+                        continue
+                    width = min(width * 2, self.a.s.pop_width)
+                    self.queue_order.remove(queue)
+                    self.queue_order.append(queue)
+                    self.start(item)
+                self.pops = len(pending)
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                # A pop cancelled in flight may have claimed an item: W&B hands it out again
+                # when the claim expires.
+                await asyncio.gather(*pending, return_exceptions=True)
+            self.pops = 0
+
+    async def _pop_one(self, queue: str) -> PoppedItem | None:
+        try:
+            item = await self.a.backend.pop(queue, self.a.agent_id)
+        except BackendError as exc:
+            # Never sent twice: an item claimed by a pop whose answer was lost goes back on its
+            # queue when the claim expires. The queue counts as empty until the next poll.
+            self.a.metrics.inc("backend_errors_total", "Failed W&B API calls", operation="popFromRunQueue")
+            self.log.warning("pop from %s failed: %s (will retry)", queue, exc)
+            return None
+        if item is not None:
             self.a.metrics.inc("items_popped_total", "Run-queue items popped", queue=queue)
             self.log.info("popped item %s from %s", item.item_id, queue)
-            self.start(item)
-            return True
-        return False
+        return item
 
     def start(self, item: PoppedItem, record: dict[str, Any] | None = None) -> None:
         if item.item_id in self.in_flight:

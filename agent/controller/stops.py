@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from agent.controller.agent import Agent
 
 STOP_CHECK_INTERVAL = 10.0
+STOP_CHECK_CONCURRENCY = 4  # queries in flight at once: the launch path keeps the rest of the W&B client
 
 
 class StopChecks:
@@ -32,8 +33,13 @@ class StopChecks:
                    and not ledger.annotations(obj).get(ledger.STOP_REQUESTED)
                    and ledger.annotations(obj).get(ANN_ENTITY)]
             if due:
-                await asyncio.gather(*(self._check(key, obj) for key, obj in due))
+                limit = asyncio.Semaphore(STOP_CHECK_CONCURRENCY)
+                await asyncio.gather(*(self._bounded(limit, key, obj) for key, obj in due))
             await asyncio.sleep(self.interval)
+
+    async def _bounded(self, limit: asyncio.Semaphore, key: tuple[str, str, str], obj: dict[str, Any]) -> None:
+        async with limit:
+            await self._check(key, obj)
 
     async def _check(self, key: tuple[str, str, str], obj: dict[str, Any]) -> None:
         ann = ledger.annotations(obj)
