@@ -112,13 +112,14 @@ def _figures(s: Site, agent: agents.Running, started: list[dict[str, Any]], fail
     created = audit.created(events, user, "jobs")
     names = audit.created_names(events, user, "jobs")
     finished = audit.workloads_finished(events, names.values())
+    conditions = audit.jobs_finished(events)  # the job controller's Failed condition
     reports: dict[str, float] = {}
     for entry in s.emu.requests("failRunQueueItem"):
         reports.setdefault(str(entry["variables"].get("runQueueItemId")), float(entry["time"]))
     wrong = [i for i in failed if (i.get("error") or {}).get("stage") != "run"]
     if wrong:
         return Outcome(False, error=f"{len(wrong)} runs failed at another stage: {wrong[0].get('error')}")
-    to_created, to_reported = [], []
+    to_created, to_reported, to_condition = [], [], []
     for item in started:
         run = item["run_spec"]["run_id"]
         if run not in created:
@@ -129,14 +130,20 @@ def _figures(s: Site, agent: agents.Running, started: list[dict[str, Any]], fail
         if names.get(run) not in finished or item["id"] not in reports:
             return Outcome(False, error=f"run {run}: no finished/reported time in the logs")
         to_reported.append(reports[item["id"]] - finished[names[run]])
+        if names[run] in conditions:
+            to_condition.append(conditions[names[run]] - finished[names[run]])
     c, r = latency_summary(to_created), latency_summary(to_reported)
+    # Of ended -> reported, the part before the workload itself says it failed (the job controller).
+    cond = latency_summary(to_condition) if to_condition else {"p50": float("nan"), "p95": float("nan")}
     return Outcome(True, {"created_p50_s": c["p50"], "created_p95_s": c["p95"], "reported_p50_s": r["p50"],
-                          "reported_p95_s": r["p95"], "runs": len(started), "failing_runs": len(failed)},
+                          "reported_p95_s": r["p95"], "job_failed_p50_s": cond["p50"],
+                          "job_failed_p95_s": cond["p95"], "runs": len(started), "failing_runs": len(failed)},
                    series={"enqueue_to_created": [(float(i["created_at"]), d) for i, d in zip(started, to_created,
                                                                                               strict=True)]})
 
 
 FIGURES = (("created_p50_s", "s"), ("created_p95_s", "s"), ("reported_p50_s", "s"), ("reported_p95_s", "s"))
+AGENT_FIGURES = (*FIGURES, ("job_failed_p50_s", "s"), ("job_failed_p95_s", "s"))
 
 
 def run(sizes: Sizes, work: Path, sites: Sites) -> Scenario:
@@ -146,11 +153,12 @@ def run(sizes: Sizes, work: Path, sites: Sites) -> Scenario:
     for kind in sizes.agents:
         for rep in range(sizes.reps_ours if kind == "ours" else sizes.reps_official):
             out, fl = one_run(sites, kind, sizes, work / f"trickle-{kind}-{rep}")
-            record(sc, kind, "trickle", out, figures=FIGURES, targets=targets)
+            record(sc, kind, "trickle", out, figures=AGENT_FIGURES, targets=targets)
             for key, _ in FIGURES:
                 sc.figure(key.removesuffix("_s"), "s").add("floor", fl[key])
     sc.notes.append("created: runs that start and succeed; reported: then runs that fail before wandb.init "
                     "(finished = the pod's phase became Failed, audit log; reported = W&B answered "
-                    "failRunQueueItem); the official agent waits about a minute for such a run to start "
+                    "failRunQueueItem); job_failed: of that, pod ended -> the job controller's Failed condition on the Job; "
+                    "the official agent waits about a minute for such a run to start "
                     "before it fails the item")
     return sc
