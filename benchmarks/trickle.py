@@ -55,7 +55,8 @@ def _enqueue(s: Site, queue: str, seconds: float, interval: float, pushed: list[
     started = time.monotonic()
     i = 0
     while time.monotonic() - started < seconds:
-        pushed.append(s.emu.push(ENTITY, queue, launches.run_spec(f"t{i:04d}")))
+        # Run ids of their own per queue: the two phases' workloads are told apart by run id.
+        pushed.append(s.emu.push(ENTITY, queue, launches.run_spec(f"{queue[:1]}{i:04d}")))
         i += 1
         time.sleep(max(0.0, started + i * interval - time.monotonic()))
 

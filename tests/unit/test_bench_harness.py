@@ -116,3 +116,19 @@ def test_a_run_on_a_kept_cluster_sees_only_its_own_events(tmp_path: Path):
     with log.open("a") as f:
         f.write("".join(json.dumps(e) + "\n" for e in (late, mine, ours, other)) + '{"torn": ')
     assert [e["auditID"] for e in s.audit_events()] == ["mine", "ours"]
+
+
+def test_the_trickle_phases_push_runs_of_their_own():
+    """The figures of each phase find their workloads by run id: the phases never share one."""
+    from types import SimpleNamespace
+
+    from benchmarks import trickle
+
+    pushed: list[dict] = []
+    site = SimpleNamespace(emu=SimpleNamespace(push=lambda entity, queue, spec: pushed.append(spec) or spec))
+    first: list[dict] = []
+    second: list[dict] = []
+    trickle._enqueue(site, "trickle", 0.001, 0.0, first)
+    trickle._enqueue(site, "failing", 0.001, 0.0, second)
+    assert first and second
+    assert not {s["run_id"] for s in first} & {s["run_id"] for s in second}
