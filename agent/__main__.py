@@ -145,7 +145,7 @@ async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Lo
                     break
                 hold = asyncio.create_task(elector.hold(stop, lost))
             agent = Agent(settings, Backend(client, settings.entity), kube, metrics, log, heartbeats=heartbeats,
-                          gate=elector.valid if elector is not None else None, preparers=preparers)
+                          gate=elector.valid if elector is not None else None, preparers=preparers, jobs=resolver)
             current.append(agent)
             try:
                 await agent.run(stop, leader_lost=lost if elector is not None else None)

@@ -134,7 +134,7 @@ class Backend:
 
     @property
     def client(self) -> GraphQLClient:
-        """The transport, for the other W&B-side parts (job resolution)."""
+        """The transport, for the other W&B-side parts (job resolution, sweep schedulers)."""
         return self._client
     def worst_case(self, mutation: bool) -> float:
         """Seconds one call can take at most, retries included."""

@@ -104,10 +104,33 @@ class GraphQLClient:
         if self._observe is not None:
             self._observe(operation, time.monotonic() - started, ok)
 
-    async def _once(self, query: str, variables: dict[str, Any], timeout: float) -> dict[str, Any]:
-        body = {"query": query, "variables": variables, "operationName": ""}
+    async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a JSON body to another route of the W&B API (a run's file_stream), once; the answer's object."""
+        started = time.monotonic()
         try:
-            resp = await self._http.post("/graphql", json=body, timeout=httpx.Timeout(timeout))
+            async with self._limit:
+                payload = await self._post(path, body, self.timeout)
+        except BackendError:
+            self._report(path.rsplit("/", 1)[-1], started, False)
+            raise
+        self._report(path.rsplit("/", 1)[-1], started, True)
+        return payload if isinstance(payload, dict) else {}
+
+    async def _once(self, query: str, variables: dict[str, Any], timeout: float) -> dict[str, Any]:
+        payload = await self._post("/graphql", {"query": query, "variables": variables, "operationName": ""}, timeout)
+        errors = payload.get("errors") if isinstance(payload, dict) else None
+        if errors:
+            messages = "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors)
+            raise BackendError(f"W&B API error: {messages}", status=200)
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, dict):
+            raise BackendError("W&B API answered without data", status=200)
+        return data
+
+    async def _post(self, path: str, body: dict[str, Any], timeout: float) -> Any:
+        """One POST; the parsed JSON answer of an HTTP 200."""
+        try:
+            resp = await self._http.post(path, json=body, timeout=httpx.Timeout(timeout))
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise BackendError(f"W&B API unreachable: {type(exc).__name__}", retryable=True) from None
         except httpx.TimeoutException:
@@ -122,15 +145,7 @@ class GraphQLClient:
                                ambiguous=(resp.status_code >= 500 or resp.status_code == 408)
                                and resp.status_code not in _UNAPPLIED_STATUSES)
         try:
-            payload = resp.json()
+            return resp.json()
         except ValueError:
             raise BackendError("W&B API answered with a body that is not JSON", status=200,
                                retryable=True, ambiguous=True) from None
-        errors = payload.get("errors") if isinstance(payload, dict) else None
-        if errors:
-            messages = "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors)
-            raise BackendError(f"W&B API error: {messages}", status=200)
-        data = payload.get("data") if isinstance(payload, dict) else None
-        if not isinstance(data, dict):
-            raise BackendError("W&B API answered without data", status=200)
-        return data

@@ -18,10 +18,14 @@ import contextlib
 import dataclasses
 import logging
 import socket
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
+from agent.backend.jobs import JobResolver
 from agent.backend.operations import Backend
+from agent.backend.sweep_manager import SweepSchedulers
+from agent.backend.sweep_spec import is_scheduler
 from agent.backend.transport import BackendError
 from agent.config import AgentSettings
 from agent.controller import ledger
@@ -47,7 +51,7 @@ class FatalError(Exception):
 class Agent:
     def __init__(self, settings: AgentSettings, backend: Backend, kube: Kube, metrics: Metrics,
                  log: logging.Logger, *, preparers: Iterable[Preparer] = (), heartbeats: Heartbeats | None = None,
-                 gate: Callable[[], bool] | None = None) -> None:
+                 gate: Callable[[], bool] | None = None, jobs: JobResolver | None = None) -> None:
         self.s = settings
         self.backend = backend
         self.kube = kube
@@ -68,6 +72,7 @@ class Agent:
         self.reconciler = Reconciler(self)
         self.stops = StopChecks(self)
         self.resync = Resync(self, interval=settings.resync_interval)
+        self.sweeps = SweepSchedulers(settings, backend, kube, metrics, log, jobs=jobs)
         self.stopping = asyncio.Event()
         self.stop_polling = asyncio.Event()
         self.ready = False
@@ -114,7 +119,7 @@ class Agent:
 
     def _occupied(self, schedulers: bool) -> set[str]:
         items = {i for i, launch in self.pipeline.in_flight.items()
-                 if (launch.item.run_spec.get("uri") == "placeholder-uri-scheduler") == schedulers}
+                 if is_scheduler(launch.item.run_spec) == schedulers}
         for _, obj in self.active_workloads():
             ann = ledger.annotations(obj)
             if (ann.get(ledger.SCHEDULER) == "true") == schedulers and ann.get(ANN_ITEM_ID):
@@ -124,8 +129,10 @@ class Agent:
     def free_slots(self) -> float:
         return self.s.max_jobs - len(self._occupied(schedulers=False))
 
-    def schedulers(self) -> int:
-        return len(self._occupied(schedulers=True))
+    def schedulers(self, *, besides: str = "") -> int:
+        """Sweep schedulers running or being launched, other than item `besides`: scheduler workloads
+        and in-process schedulers."""
+        return len(self._occupied(schedulers=True) - {besides}) + self.sweeps.running()
 
     def may_pop(self) -> bool:
         return (bool(self.agent_id) and self.resync.done_once.is_set() and not self.stopping.is_set()
@@ -192,6 +199,7 @@ class Agent:
             "poll": (self.pipeline.poll_loop, mutation_worst + self.s.poll_interval + 60.0),
             "stops": (self.stops.loop, query_worst + self.stops.interval + 60.0),
             "status": (self._status_loop, query_worst + mutation_worst + self.s.poll_interval + 60.0),
+            "sweeps": (self._sweeps_loop, self.s.resync_interval + 600.0),
         }
         tasks = []
         for name, (body, silence) in loops.items():
@@ -220,6 +228,7 @@ class Agent:
                 task.cancel()
             await self.pipeline.cancel()
             await self.reconciler.cancel()
+            await self.sweeps.aclose()
         else:
             if self.stop_polling.is_set():
                 self.log.info("W&B asked this agent to stop polling")
@@ -229,6 +238,7 @@ class Agent:
             poll.cancel()
             grace = self.s.shutdown_grace
             await self.pipeline.drain(grace)
+            await self.sweeps.aclose()  # schedulers stop where they are and resume on the next start
             self.reconciler.pass_once()  # reports that are due go out before the process ends
             await self.reconciler.drain(grace)
             with contextlib.suppress(Exception):
@@ -263,7 +273,7 @@ class Agent:
             except BackendError as exc:
                 self.metrics.inc("backend_errors_total", "Failed W&B API calls", operation="LaunchAgent")
                 self.log.warning("LaunchAgent query failed: %s (will retry)", exc)
-            busy = bool(self.pipeline.in_flight) or bool(self.active_workloads())
+            busy = bool(self.pipeline.in_flight) or bool(self.active_workloads()) or self.sweeps.running() > 0
             if tick % 2 == 0:
                 try:
                     await self.backend.update_launch_agent(self.agent_id, "RUNNING" if busy else "POLLING")
@@ -271,6 +281,23 @@ class Agent:
                     self.log.warning("updateLaunchAgent failed: %s (will retry)", exc)
             self._publish_gauges()
             await asyncio.sleep(interval)
+
+    async def _sweeps_loop(self) -> None:
+        """Resume the sweep schedulers whose records exist: once this process may pop (it leads, its
+        view of the cluster is complete), then every resync interval (a record another replica left).
+        Each scheduler runs as a task of its own."""
+        next_at = 0.0
+        while True:
+            self.heartbeats.beat("sweeps")
+            now = time.monotonic()
+            if self.may_pop() and now >= next_at:
+                try:
+                    await self.sweeps.adopt()
+                    next_at = now + self.s.resync_interval
+                except Exception as exc:  # the API server away: try again soon
+                    self.log.warning("cannot resume sweep schedulers yet: %s", exc)
+                    next_at = now + 5.0
+            await self.wait_change(timeout=5.0, stop_only=True)
 
     def _publish_gauges(self) -> None:
         self.metrics.clear("running")

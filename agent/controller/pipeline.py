@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agent.backend.operations import PoppedItem
+from agent.backend.sweep_spec import is_scheduler, runs_in_agent
 from agent.backend.transport import BackendError
 from agent.controller import ledger
 from agent.controller.creating import Created, KubeUnavailable, Refused, create_objects
@@ -41,7 +42,8 @@ from agent.manifest import ManifestError, build_workload
 if TYPE_CHECKING:
     from agent.controller.agent import Agent
 
-SCHEDULER_URI = "placeholder-uri-scheduler"
+# A scheduler that is a job may come with the CLI's default resource; on this agent it runs on Kubernetes.
+SCHEDULER_RESOURCES = (None, "", "kubernetes", "local-container")
 CREATE_ATTEMPTS = 5
 
 
@@ -230,16 +232,23 @@ class Pipeline:
         if not spec:
             await self._fail(launch, "the run spec of this item is empty or not an object", "agent")
             return
-        resource = spec.get("resource")
-        if resource not in (None, "", "kubernetes"):
-            await self._fail(launch, f"this agent launches on Kubernetes only; the item asks for resource "
-                             f"{resource!r}", "agent")
-            return
-        scheduler = spec.get("uri") == SCHEDULER_URI
-        if scheduler and launch.record is None and a.schedulers() >= a.s.max_schedulers:
+        scheduler = is_scheduler(spec)
+        if scheduler and launch.record is None and a.schedulers(besides=item.item_id) >= a.s.max_schedulers:
             # Like the official agent: not acked, so W&B hands the item out again later.
             self.log.info("item %s is a sweep scheduler and max_schedulers (%g) are running; leaving it queued",
                           item.item_id, a.s.max_schedulers)
+            return
+        if runs_in_agent(spec):  # the default scheduler runs inside the agent (agent.backend.sweep_manager)
+            await a.sweeps.accept(item)
+            return
+        resource = spec.get("resource")
+        if resource not in (SCHEDULER_RESOURCES if scheduler else (None, "", "kubernetes")):
+            await self._fail(launch, f"this agent launches on Kubernetes only; the item asks for resource "
+                             f"{resource!r}", "agent")
+            return
+        refusal = await a.sweeps.refusal(spec)
+        if refusal:
+            await self._fail(launch, refusal, "agent")
             return
         spec["run_id"] = str(spec.get("run_id") or derived_run_id(item.item_id))
         popped = dict(spec)

@@ -40,7 +40,16 @@ from agent.controller.status import (
     workload_status,
 )
 from agent.kube.client import EVENTS, ResourceType
-from agent.manifest import ANN_ITEM_ID, ANN_QUEUE, ANN_RUN_ID, LABEL_ITEM, LABEL_ROLE, short_hash
+from agent.manifest import (
+    ANN_ENTITY,
+    ANN_ITEM_ID,
+    ANN_PROJECT,
+    ANN_QUEUE,
+    ANN_RUN_ID,
+    LABEL_ITEM,
+    LABEL_ROLE,
+    short_hash,
+)
 
 if TYPE_CHECKING:
     from agent.controller.agent import Agent
@@ -279,6 +288,9 @@ class Reconciler:
             return
         if state == FAILED and not await self.a.reporter.fail(item_id, queue, message, "run", check_first=True):
             raise RetryLater()
+        if state == FAILED and ann.get(ledger.SCHEDULER) == "true":  # a scheduler job: its sweep ends
+            await self.a.sweeps.cancel_sweep(ann.get(ANN_ENTITY, ""), ann.get(ANN_PROJECT, ""),
+                                             ann.get(ANN_RUN_ID, ""), message)
         if state != FAILED:
             self.log.info("run %s (%s/%s) %s", ann.get(ANN_RUN_ID, ""), obj["metadata"]["namespace"],
                           obj["metadata"]["name"], state)

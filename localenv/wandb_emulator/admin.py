@@ -5,7 +5,7 @@ Routes (JSON in, JSON out; identifiers in paths are URL-quoted):
   GET    /_emulator/health                          liveness
   GET    /_emulator/state                           everything, as JSON
   POST   /_emulator/reset                           forget all data (API keys stay)
-  PUT    /_emulator/settings                        {claimTimeout?, autoInitOnAck?}
+  PUT    /_emulator/settings                        {claimTimeout?, autoInitOnAck?, sweepSeed?}
   POST   /_emulator/users                           {username, entity?, apiKey?} -> {apiKey, ...}
   POST   /_emulator/entities                        {name, isTeam?}
   GET    /_emulator/queues                          all queues
@@ -28,6 +28,8 @@ Routes (JSON in, JSON out; identifiers in paths are URL-quoted):
   GET    /_emulator/artifacts                       artifact versions
   POST   /_emulator/artifacts                       {entity, project, type, name, files, aliases?,
                                                      metadata?} seeds a committed version
+  GET    /_emulator/sweeps                          sweeps, each with its runs and sweep agents
+  GET    /_emulator/sweeps/<entity>/<project>/<name> one sweep; POST {state} sets its state
   GET    /_emulator/uploads/<e>/<p>/<run>/<name>    an uploaded file's bytes
 """
 
@@ -37,7 +39,7 @@ from dataclasses import asdict
 from typing import Any
 from urllib.parse import unquote
 
-from localenv.wandb_emulator import artifact_store
+from localenv.wandb_emulator import artifact_store, sweeps
 from localenv.wandb_emulator.faults import FaultInjector, FaultSpecError
 from localenv.wandb_emulator.request_log import RequestLog
 from localenv.wandb_emulator.state import LAUNCH_PROJECT, EmulatorState, Item, StateError, new_api_key
@@ -97,7 +99,10 @@ class AdminApi:
                     state.claim_timeout = float(body["claimTimeout"])
                 if "autoInitOnAck" in body:
                     state.auto_init_on_ack = bool(body["autoInitOnAck"])
-            return {"claimTimeout": state.claim_timeout, "autoInitOnAck": state.auto_init_on_ack}
+                if "sweepSeed" in body:
+                    state.sweeps.seed = None if body["sweepSeed"] is None else int(body["sweepSeed"])
+            return {"claimTimeout": state.claim_timeout, "autoInitOnAck": state.auto_init_on_ack,
+                    "sweepSeed": state.sweeps.seed}
         if head == "users" and method == "POST":
             username = _require(body, "username")
             key = body.get("apiKey") or new_api_key()
@@ -143,6 +148,8 @@ class AdminApi:
                     if isinstance(body.get("project"), str) and body["project"]:
                         state.ensure_project(body["entity"], body["project"])
                 return artifact_store.admin(state.artifacts, method, parts[1:], body)
+        if head == "sweeps":
+            return sweeps.admin(state, method, parts[1:], body)
         raise AdminError(404, f"no admin route {method} /_emulator/{'/'.join(parts)}")
 
     def _snapshot(self) -> dict[str, Any]:

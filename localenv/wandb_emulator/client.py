@@ -75,8 +75,11 @@ class EmulatorClient:
     def reset(self) -> None:
         self.call("POST", "/_emulator/reset", {})
 
-    def settings(self, *, claim_timeout: float | None = None, auto_init_on_ack: bool | None = None) -> dict[str, Any]:
+    def settings(self, *, claim_timeout: float | None = None, auto_init_on_ack: bool | None = None,
+                 sweep_seed: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {}
+        if sweep_seed is not None:
+            body["sweepSeed"] = sweep_seed
         if claim_timeout is not None:
             body["claimTimeout"] = claim_timeout
         if auto_init_on_ack is not None:
@@ -199,6 +202,22 @@ class EmulatorClient:
     def upload(self, path: str) -> bytes:
         data: bytes = self.call("GET", "/_emulator/uploads/" + quote(path))
         return data
+
+    def sweeps(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.call("GET", "/_emulator/sweeps")
+        return result
+
+    def sweep(self, entity: str, project: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("GET", self._sweep_path(entity, project, name))
+        return result
+
+    def set_sweep_state(self, entity: str, project: str, name: str, state: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("POST", self._sweep_path(entity, project, name), {"state": state})
+        return result
+
+    @staticmethod
+    def _sweep_path(entity: str, project: str, name: str) -> str:
+        return "/_emulator/sweeps/" + "/".join(quote(p, safe="") for p in (entity, project, name))
 
     def state(self) -> dict[str, Any]:
         result: dict[str, Any] = self.call("GET", "/_emulator/state")

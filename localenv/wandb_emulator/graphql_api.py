@@ -31,7 +31,7 @@ from localenv.wandb_emulator.resolvers import MUTATION_RESOLVERS, QUERY_RESOLVER
 
 _CACHE_LIMIT = 512
 # The base schema, then the files that extend it (each feature in its own file).
-SDL_FILES = ("schema.graphql", "artifacts.graphql")
+SDL_FILES = ("schema.graphql", "artifacts.graphql", "sweeps.graphql")
 
 
 def _serialize_json_string(value: Any) -> str:

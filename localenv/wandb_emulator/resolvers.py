@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from graphql import GraphQLResolveInfo
 
-from localenv.wandb_emulator import artifact_resolvers
+from localenv.wandb_emulator import artifact_resolvers, sweeps
 from localenv.wandb_emulator.state import (
     LAUNCH_PROJECT,
     Agent,
@@ -160,6 +160,7 @@ def run_view(state: EmulatorState, run: Run) -> dict[str, Any]:
         "historyTail": "[]",
         "eventsTail": "[]",
         "wandbConfig": lambda info, keys=None: "{}",
+        **sweeps.run_fields(state, run),
     }
 
 
@@ -192,6 +193,7 @@ def project_view(state: EmulatorState, project: Project) -> dict[str, Any]:
         "runQueue": run_queue,
         "run": run,
         "bucket": bucket,
+        **sweeps.project_fields(state, project),
     }
 
 
@@ -293,6 +295,7 @@ def m_upsert_bucket(_root: Any, info: GraphQLResolveInfo, input: dict[str, Any])
         job_type=input.get("jobType"),
         config=config if isinstance(config, dict) else None,
         tags=input.get("tags"),
+        sweep=input.get("sweep"),
     )
     return {"bucket": run_view(ctx.state, run), "inserted": inserted}
 
@@ -473,6 +476,7 @@ MUTATION_RESOLVERS = {
     "failRunQueueItem": m_fail_run_queue_item,
     "updateRunQueueItemWarning": m_update_run_queue_item_warning,
     "deleteFromRunQueue": m_delete_from_run_queue,
+    **sweeps.MUTATION_RESOLVERS,
 }
 
 __all__ = ["LAUNCH_PROJECT", "MUTATION_RESOLVERS", "QUERY_RESOLVERS", "RequestContext"]

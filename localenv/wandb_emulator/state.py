@@ -23,6 +23,7 @@ from typing import Any
 from localenv.wandb_emulator.artifact_store import ArtifactStore
 from localenv.wandb_emulator.errors import StateError
 from localenv.wandb_emulator.queue_config import QueueConfigError, merge_run_spec
+from localenv.wandb_emulator.sweep_store import SweepStore, storage_id_path
 
 LAUNCH_PROJECT = "model-registry"
 ITEM_STATES = ("PENDING", "CLAIMED", "LEASED", "FAILED", "FINISHED")
@@ -136,6 +137,7 @@ class Run:
     config: dict[str, Any] | None = None
     tags: list[str] = field(default_factory=list)
     exit_code: int | None = None
+    sweep: str | None = None
 
 
 def iso(ts: float | None) -> str | None:
@@ -178,6 +180,7 @@ class EmulatorState:
         self.runs: dict[tuple[str, str, str], Run] = {}
         self.files: dict[str, bytes] = {}
         self.artifacts = ArtifactStore(self._next, self.now, self._save)
+        self.sweeps = SweepStore(self._next, self.now, self._save)
         # Indexes, so that pops and claim expiry do not scan every item ever pushed.
         self._pending: dict[str, dict[str, None]] = {}
         self._claimed: dict[str, None] = {}
@@ -221,6 +224,7 @@ class EmulatorState:
             "runs": [asdict(r) for r in self.runs.values()],
             "files": {name: base64.b64encode(data).decode() for name, data in self.files.items()},
             "artifacts": self.artifacts.dump(),
+            "sweeps": self.sweeps.dump(),
         }
         self._state_file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self._state_file.parent, prefix=".emulator-state-")
@@ -243,6 +247,7 @@ class EmulatorState:
         self.runs = {(r["entity"], r["project"], r["name"]): Run(**r) for r in doc["runs"]}
         self.files = {name: base64.b64decode(data) for name, data in doc["files"].items()}
         self.artifacts.load(doc.get("artifacts", {}))
+        self.sweeps.load(doc.get("sweeps", {}))
         self._reindex()
 
     def reset(self) -> None:
@@ -654,6 +659,7 @@ class EmulatorState:
         job_type: str | None = None,
         config: dict[str, Any] | None = None,
         tags: list[str] | None = None,
+        sweep: str | None = None,
     ) -> tuple[Run, bool]:
         """Create or update a run; a newly created run is running unless a state is given."""
         with self._lock:
@@ -679,6 +685,8 @@ class EmulatorState:
                 run.config = config
             if tags is not None:
                 run.tags = list(tags)
+            if sweep:
+                run.sweep = sweep
             self._finish_items_of(run)
             self._save()
             return run, inserted
@@ -697,9 +705,11 @@ class EmulatorState:
             return run
 
     def stop_run_by_id(self, run_id: str) -> bool:
+        """Stop a run by its id: ours, or W&B's storage id (base64 ``Run:v1:<run>:<project>:<entity>``)."""
         with self._lock:
-            for run in self.runs.values():
-                if run.id == run_id:
+            path = storage_id_path(run_id)
+            for key, run in self.runs.items():
+                if run.id == run_id or key == path:
                     run.stopped = True
                     self._save()
                     return True

@@ -97,3 +97,14 @@ def test_official_kaniko_builder_gets_build_rules_in_agent_namespace(render) -> 
     assert grants(roles["ml"], "", "configmaps", "create")
     assert grants(roles["ml"], "batch", "jobs/status", "get")
     assert not grants(roles["t1"], "", "configmaps", "create")
+
+
+def test_sweep_schedulers_keep_their_records_in_the_agent_namespace(render) -> None:
+    roles = roles_by_namespace(render(files=(BASIC,), values={"additionalTargetNamespaces": ["t1"]}, namespace="ml"))
+    for verb in ("create", "get", "list", "patch", "delete"):
+        assert grants(roles["ml"], "", "configmaps", verb), verb
+    assert not grants(roles["ml"], "", "configmaps", "update") and not grants(roles["ml"], "", "configmaps", "watch")
+    assert not grants(roles["t1"], "", "configmaps", "create")
+    official = roles_by_namespace(render(files=(BASIC,), values={"agent": {"image": "wandb/launch-agent:0.17.3"}},
+                                         namespace="ml"))
+    assert not grants(official["ml"], "", "configmaps", "create"), "the official agent runs schedulers as processes"

@@ -29,6 +29,8 @@ def official_env(home: Path, base_url: str, api_key: str, **extra: str) -> dict[
         WANDB_ERROR_REPORTING="false",
         WANDB_BASE_URL=base_url,
         WANDB_API_KEY=api_key,
+        # The official agent starts sweep schedulers as `wandb scheduler ...` processes.
+        PATH=f"{WANDB_CLI.parent}:{os.environ.get('PATH', '')}",
         **extra,
     )
     return env

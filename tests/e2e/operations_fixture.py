@@ -22,6 +22,8 @@ SCENARIOS = {
     "preemption": "test_official_agent.py",
     "client": "test_official_agent.py",
     "jobs": "test_jobs_differential.py",
+    "sweep": "test_official_agent.py",
+    "sweep-cli": "test_official_agent.py",
 }
 
 

@@ -8,6 +8,7 @@ fail on an operation the file does not list).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -19,9 +20,23 @@ from typing import Any
 import pytest
 from official_agent import OfficialAgent, wait_until
 from operations_fixture import OperationsFixture
+from sweep_site import (
+    GRID,
+    RANDOM,
+    SWEEP_ENV,
+    OfficialScheduler,
+    RunPlayer,
+    install,
+    job_queue,
+    launch_sweep,
+    parameter_sets,
+    pushed_runs,
+    wandb_env,
+)
 
+from agent.backend.operations import M_ACK, M_POP
 from localenv import crds
-from localenv.wandb_emulator.testing import EmulatorClient, running_emulator
+from localenv.wandb_emulator.testing import EmulatorClient, EntityAdmin, running_emulator
 
 pytestmark = pytest.mark.e2e
 
@@ -323,3 +338,126 @@ class OurAgent:
             self.proc.kill()
             self.proc.wait(30)
         self._log.close()
+
+
+# --- sweeps ---------------------------------------------------------------------------------
+
+SWEEP_PROJECT = "tune"
+OFFICIAL_CLIENTS = ("W&B Public Client", "wandb-core")
+# What the official client sends that a sweep scheduler of ours also sends, but that the runs
+# above never trigger: the queue listing QueuedRun falls back to on servers without
+# runQueue.runQueueItem(id), the StopRun a scheduler sends for a cancelled sweep's runs, and the
+# push of a sweep whose launch section sets template variables.
+OFFICIAL_CLIENT_CALLS = """
+import sys
+import wandb
+from wandb.sdk.launch._launch_add import launch_add
+from wandb.sdk.launch.api import LaunchApi
+entity, project, queue, item = sys.argv[1:5]
+wandb.Api().queued_run(entity, project, queue, item, "model-registry")._get_run_queue_item_legacy()
+LaunchApi().stop_run(sys.argv[5])
+launch_add(docker_image="busybox:1.36", project=project, entity=entity, queue_name=queue, template_variables={},
+           priority=2)
+"""
+
+
+def official_operations(emulator: EmulatorClient) -> list[dict[str, Any]]:
+    return [op for op in emulator.operations() if op["client"] in OFFICIAL_CLIENTS]
+
+
+def test_official_agent_fails_the_default_scheduler_of_its_own_cli(
+    emulator: EmulatorClient, tmp_path: Path, operations_fixture: OperationsFixture
+) -> None:
+    """wandb 0.31.0: `wandb launch-sweep` wraps the scheduler's arguments in Python quotes for a
+    shell, and the agent's local-process runner quotes them once more, so the scheduler looks for
+    project 'tune' with the quotes and exits; the agent then cancels the sweep. (Ours reads the
+    arguments without the quotes; test_sweeps runs the same sweep to FINISHED.)"""
+    emulator.create_queue(ENTITY, "sweeps", {"metadata": {"namespace": "default"}})
+    sweep = launch_sweep(emulator, tmp_path / "cli", GRID, queue="sweeps", project=SWEEP_PROJECT, entity=ENTITY)
+    with OfficialAgent(tmp_path, emulator.url, emulator.api_key, ENTITY, ["sweeps"]) as agent:
+        wait_until(lambda: emulator.sweep(ENTITY, SWEEP_PROJECT, sweep)["state"] == "CANCELED", 120,
+                   "the official agent to cancel the sweep", agent)
+        assert f"Sweep {ENTITY}/'{SWEEP_PROJECT}'/{sweep} not found" in agent.log()
+        stop_agent(emulator, agent)
+    assert not emulator.sweep(ENTITY, SWEEP_PROJECT, sweep)["runs"], "no run was ever suggested"
+    operations_fixture.check("sweep-cli", official_operations(emulator))
+
+
+@pytest.mark.cluster
+def test_official_scheduler_and_ours_push_the_same_runs(
+    emulator: EmulatorClient, tmp_path: Path, kube: Any, namespace: Any, operations_fixture: OperationsFixture
+) -> None:
+    """`wandb launch-sweep` with a grid of 4 and a random sweep of 5: the official scheduler (run
+    from its queue item, see sweep_site.OfficialScheduler) with the official agent launching the
+    runs, then our agent on the same sweeps; both end FINISHED having pushed the same parameter
+    sets (the emulator draws random sweeps from a fixed seed) in the same run specs."""
+    emulator.settings(sweep_seed=7)
+    ns = namespace("offsweep")
+    emulator.create_queue(ENTITY, "osweeps", {"metadata": {"namespace": ns}, "spec": {"template": {
+        "metadata": {"annotations": {RUN_SECONDS: "2"}}, "spec": {"containers": [{}]}}}})
+    cli = tmp_path / "cli"
+    official = {name: launch_sweep(emulator, cli, config, queue="osweeps", project=SWEEP_PROJECT, entity=ENTITY)
+                for name, config in (("grid", GRID), ("random", RANDOM))}
+    schedulers = []
+    player = RunPlayer(kube, emulator, ns, ENTITY, SWEEP_PROJECT)
+    player.start()
+    try:
+        for sweep in official.values():  # what the agent's runner does before it starts a scheduler
+            popped = emulator.graphql(M_POP, {"entity": ENTITY, "project": "model-registry",
+                                              "queueName": "osweeps", "launchAgentId": None})
+            item = popped["data"]["popFromRunQueue"]
+            assert item["runSpec"]["run_id"] == sweep
+            emulator.graphql(M_ACK, {"itemId": item["runQueueItemId"], "runId": sweep})
+            home = tmp_path / f"scheduler-{sweep}"
+            home.mkdir()
+            schedulers.append(OfficialScheduler(emulator, home, item["runQueueItemId"], "osweeps", item["runSpec"]))
+        with OfficialAgent(tmp_path, emulator.url, emulator.api_key, ENTITY, ["osweeps"], max_jobs=8,
+                           kubeconfig=Path(kube.kubeconfig)) as agent:
+            wait_until(lambda: all(emulator.sweep(ENTITY, SWEEP_PROJECT, s)["state"] == "FINISHED"
+                                   for s in official.values()), 300, "both official sweeps FINISHED", agent)
+    finally:
+        player.stop()
+        for scheduler in schedulers:
+            scheduler.stop()
+    some = pushed_runs(emulator, ENTITY, "osweeps", official["grid"])[0]
+    script = subprocess.run([sys.executable, "-c", OFFICIAL_CLIENT_CALLS, ENTITY, SWEEP_PROJECT, "osweeps",
+                             scheduler_item_id(emulator, "osweeps", official["grid"]),
+                             base64.b64encode(f"Run:v1:{some['run_id']}:{SWEEP_PROJECT}:{ENTITY}".encode()).decode()],
+                            env=wandb_env(emulator, cli), capture_output=True, text=True, timeout=120)
+    assert script.returncode == 0, script.stderr[-3000:]
+    assert not [e for e in emulator.requests() if e["error"]], "every request was answered without error"
+    operations_fixture.check("sweep", official_operations(emulator))
+
+    (tmp_path / "ours").mkdir()
+    site = install(kube, namespace, EntityAdmin(emulator.url, emulator.api_key, ENTITY), tmp_path / "ours")
+    queue = job_queue(site, "sweeps")
+    ours_player = RunPlayer(kube, emulator, site.jobs_ns, ENTITY, SWEEP_PROJECT)
+    ours_player.start()
+    try:
+        ours_agent = site.agent([queue], config=f"entity: {ENTITY}\nqueues: [{queue}]\nmax_jobs: 8\n"
+                                                "max_schedulers: 2\n", env=SWEEP_ENV)
+        ours = {name: launch_sweep(emulator, cli, config, queue=queue, project=SWEEP_PROJECT, entity=ENTITY)
+                for name, config in (("grid", GRID), ("random", RANDOM))}
+        wait_until(lambda: all(emulator.sweep(ENTITY, SWEEP_PROJECT, s)["state"] == "FINISHED"
+                               for s in ours.values()), 300, "both sweeps FINISHED through our agent")
+        assert ours_agent.terminate() == 0
+    finally:
+        ours_player.stop()
+        for proc in site.procs:
+            proc.kill()
+
+    def comparable(spec: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in spec.items() if k not in ("run_id", "sweep_id", "resource_args")}
+
+    for name in ("grid", "random"):
+        theirs = pushed_runs(emulator, ENTITY, "osweeps", official[name])
+        mine = pushed_runs(emulator, ENTITY, queue, ours[name])
+        assert len(theirs) == len(mine) == (4 if name == "grid" else 5)
+        assert parameter_sets(mine) == parameter_sets(theirs), name
+        key = lambda s: json.dumps(comparable(s), sort_keys=True)  # noqa: E731
+        assert sorted(map(key, mine)) == sorted(map(key, theirs)), name
+
+
+def scheduler_item_id(emulator: EmulatorClient, queue: str, sweep: str) -> str:
+    return next(i["id"] for i in emulator.items(ENTITY, queue) if i["run_spec"].get("run_id") == sweep
+                and i["run_spec"].get("uri") == "placeholder-uri-scheduler")
