@@ -21,6 +21,7 @@ import logging
 import socket
 from typing import Any
 
+from agent.backend.jobs import JobResolver
 from agent.backend.operations import Backend, PoppedItem
 from agent.backend.sweep_ledger import Ledger
 from agent.backend.sweep_operations import SweepApi
@@ -53,8 +54,9 @@ RBAC_HINT = "grant configmaps create, get, list, patch and delete in the agent's
 
 class SweepSchedulers:
     def __init__(self, settings: AgentSettings, backend: Backend, kube: Kube, metrics: Metrics,
-                 log: logging.Logger) -> None:
+                 log: logging.Logger, jobs: JobResolver | None = None) -> None:
         self.s = settings
+        self.jobs = jobs
         self.backend = backend
         self.api = SweepApi(backend.client)
         self.kube = kube
@@ -157,7 +159,7 @@ class SweepSchedulers:
         scheduler = SweepScheduler(
             sched, self.api, ledger, interval=self.s.sweep_interval, hostname=socket.gethostname(),
             served=self.s.queues, log=self.log, metrics=self.metrics,
-            fail_item=lambda item_id, message: self._fail(item_id, sched.queue, message))
+            fail_item=lambda item_id, message: self._fail(item_id, sched.queue, message), jobs=self.jobs)
         self.schedulers[sched.key] = scheduler
         self._tasks[sched.key] = asyncio.create_task(self._drive(scheduler), name=f"sweep-{sched.sweep_id}")
         self._gauge()

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from agent.backend.jobs import JobError, JobResolver
 from agent.backend.sweep_ledger import Ledger, PushedRun
 from agent.backend.sweep_operations import SweepApi
 from agent.backend.sweep_spec import SchedulerSpec, SweepSpecError, run_spec, sweep_problem
@@ -55,7 +56,7 @@ class Outcome:
 class SweepScheduler:
     def __init__(self, spec: SchedulerSpec, api: SweepApi, ledger: Ledger, *, interval: float, hostname: str,
                  served: tuple[str, ...], log: logging.Logger, metrics: Metrics,
-                 fail_item: Callable[[str, str], Awaitable[None]]) -> None:
+                 fail_item: Callable[[str, str], Awaitable[None]], jobs: JobResolver | None = None) -> None:
         self.spec = spec
         self.api = api
         self.ledger = ledger
@@ -65,6 +66,7 @@ class SweepScheduler:
         self.log = log
         self.metrics = metrics
         self._fail_item = fail_item
+        self.jobs = jobs
         self.config: dict[str, Any] = {}
         self.sweep_object_id = ""
         self.sweep_state = ""
@@ -138,6 +140,12 @@ class SweepScheduler:
         problem = sweep_problem(config, s, self.served)
         if problem:
             raise SchedulerFailure(problem)
+        job = s.job or config.get("job")
+        if job and self.jobs is not None:  # like the official scheduler: the job must exist to start
+            try:
+                await self.jobs.resolve(job, s.entity, s.project)
+            except JobError as exc:
+                raise SchedulerFailure(f"the sweep's job cannot be launched: {exc}") from None
         if self.sweep_state in ("FINISHED", *CANCEL_STATES):
             self.log.info("sweep %s is %s already; nothing to schedule", self.name, self.sweep_state)
             return Outcome(COMPLETED if self.sweep_state == "FINISHED" else CANCELLED)

@@ -301,7 +301,6 @@ def run_fields(state: EmulatorState, run: Run) -> dict[str, Any]:
     return {
         "sweepName": run.sweep,
         "exitcode": run.exit_code,
-        "heartbeatAt": None,
         "shouldStop": False,
         "failed": run.state in ("failed", "crashed"),
         "running": run.state == "running",

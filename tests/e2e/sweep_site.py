@@ -5,21 +5,20 @@ item, and the run player that stands in for the training code of each sweep run.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
+from official_agent import official_env
+from official_agent import wandb_cli as official_wandb_cli
 from test_agent_e2e import Site, role_rules, wait_for
 
 from localenv.wandb_emulator.testing import EmulatorClient
 
-WANDB = Path(sys.executable).with_name("wandb")
 RUN_SECONDS = "localenv.launch-agent.dev/run-seconds"
 OUTCOME = "localenv.launch-agent.dev/outcome"
 SWEEP_ENV = {"LAUNCH_AGENT_SWEEP_INTERVAL": "1", "LAUNCH_AGENT_POLL_INTERVAL": "0.5"}
@@ -78,22 +77,13 @@ def job_queue(site: Site, name: str, *, seconds: int = 2, outcome: str = "succee
 
 
 def wandb_env(emu: EmulatorClient, home: Path) -> dict[str, str]:
-    for sub in ("wandb", ".config/wandb", ".cache/wandb"):
-        (home / sub).mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "KUBECONFIG"}
-    env.update(HOME=str(home), WANDB_DIR=str(home / "wandb"), WANDB_CONFIG_DIR=str(home / ".config/wandb"),
-               WANDB_CACHE_DIR=str(home / ".cache/wandb"), WANDB_DATA_DIR=str(home / ".cache/wandb-data"),
-               WANDB_ERROR_REPORTING="false", WANDB_BASE_URL=emu.url, WANDB_API_KEY=emu.api_key,
-               PATH=f"{WANDB.parent}:{os.environ.get('PATH', '')}")
-    return env
+    return official_env(home, emu.url, emu.api_key)
 
 
 def wandb_cli(emu: EmulatorClient, home: Path, *args: str) -> str:
-    proc = subprocess.run([str(WANDB), *args], env=wandb_env(emu, home), capture_output=True, text=True,
-                          timeout=300, cwd=home)
-    out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
-    assert proc.returncode == 0, f"wandb {' '.join(args)} exited {proc.returncode}:\n{out[-3000:]}"
-    return out
+    """The official `wandb` CLI against the emulator; its output without colours."""
+    proc = official_wandb_cli(home, emu.url, emu.api_key, *args)
+    return re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
 
 
 def launch_sweep(emu: EmulatorClient, home: Path, config: dict[str, Any], *, queue: str, project: str,

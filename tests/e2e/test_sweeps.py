@@ -283,8 +283,11 @@ def test_bad_sweeps_fail_their_scheduler_item_and_the_agent_keeps_serving(site: 
                            entity=ENTITY)
     nothing = create_sweep(site, queue, grid_of(2, image_uri=None), default_scheduler(queue))
     other = create_sweep(site, queue, grid_of(2), default_scheduler(elsewhere, "--image_uri", "busybox:1.36"))
+    missing_job = f"{ENTITY}/{PROJECT}/no-such-job:latest"
+    missing = create_sweep(site, queue, grid_of(2, image_uri=None, job=missing_job),
+                           default_scheduler(queue, "--job", f"'{missing_job}'"))
     messages = {}
-    for sweep in (unknown, nothing, other):
+    for sweep in (unknown, nothing, other, missing):
         wait_for(f"the scheduler item of {sweep} failed", lambda s=sweep: scheduler_item(site, queue, s)["state"]
                  == "FAILED")
         messages[sweep] = scheduler_item(site, queue, sweep)["error"]["message"]
@@ -293,6 +296,7 @@ def test_bad_sweeps_fail_their_scheduler_item_and_the_agent_keeps_serving(site: 
     assert "method 'hyperband' is not one of grid, random, bayes" in messages[unknown]
     assert "neither job nor image_uri" in messages[nothing]
     assert f"queue {elsewhere}, which this agent does not serve" in messages[other]
+    assert f"the sweep's job cannot be launched: job {missing_job} not found" in messages[missing]
     for message in messages.values():
         assert "\n" not in message and "Traceback" not in message
     # and it keeps serving: an ordinary run and a good sweep launch
@@ -327,10 +331,12 @@ def test_a_scheduler_job_is_a_workload_and_its_failure_cancels_the_sweep(site: S
 
 def test_max_schedulers_holds(site: Site) -> None:
     queue = job_queue(site, "capped")
-    agent = site.agent([queue], config=config_for(queue, max_schedulers=1), env=SWEEP_ENV)
     cli = site.workdir / "cli"
     first = launch_sweep(site.emu, cli, grid_of(3), queue=queue, project=PROJECT, entity=ENTITY)
     second = launch_sweep(site.emu, cli, grid_of(3), queue=queue, project=PROJECT, entity=ENTITY)
+    # Both schedulers are queued before the agent starts: it pops the second right after starting
+    # the first, finds max_schedulers reached and leaves it unacked.
+    agent = site.agent([queue], config=config_for(queue, max_schedulers=1), env=SWEEP_ENV)
     most = 0
 
     def both_finished() -> bool:
