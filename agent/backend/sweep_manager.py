@@ -219,9 +219,13 @@ class SweepSchedulers:
         except BackendError as exc:
             self.log.warning("cannot cancel sweep %s after its scheduler failed: %s", sweep_id, exc)
 
-    async def aclose(self) -> None:
-        """Stop every scheduler where it is (each resumes on the next start)."""
+    async def aclose(self, *, at_once: bool = False) -> None:
+        """Stop every scheduler where it is (each resumes on the next start); `at_once` (the lease
+        is lost) cancels them in the middle of whatever they do."""
         self._stop.set()
         tasks = list(self._tasks.values())
+        if at_once:
+            for task in tasks:
+                task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -228,7 +228,7 @@ class Agent:
                 task.cancel()
             await self.pipeline.cancel()
             await self.reconciler.cancel()
-            await self.sweeps.aclose()
+            await self.sweeps.aclose(at_once=True)
         else:
             if self.stop_polling.is_set():
                 self.log.info("W&B asked this agent to stop polling")
