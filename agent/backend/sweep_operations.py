@@ -9,7 +9,7 @@ import json
 import re
 from typing import Any
 
-from agent.backend.operations import LAUNCH_PROJECT, Q_RUN_STATE
+from agent.backend.operations import LAUNCH_PROJECT, Q_RUN_QUEUE_ITEM, Q_RUN_STATE
 from agent.backend.transport import BackendError, GraphQLClient
 
 Q_SWEEP_WITH_RUNS = """query SweepWithRuns($entity: String, $project: String, $sweep: String!) {
@@ -59,15 +59,6 @@ M_PUSH_WITH_TEMPLATE = """mutation pushToRunQueueByName($entityName: String!, $p
   pushToRunQueueByName(input: {entityName: $entityName, projectName: $projectName, queueName: $queueName,
       runSpec: $runSpec, priority: $priority, templateVariableValues: $templateVariableValues}) {
     runQueueItemId
-  }
-}"""
-
-Q_RUN_QUEUE_ITEM = """query GetRunQueueItem($projectName: String!, $entityName: String!, $runQueue: String!,
-    $itemId: ID!) {
-  project(name: $projectName, entityName: $entityName) {
-    runQueue(name: $runQueue) {
-      runQueueItem(id: $itemId) { id state associatedRunId }
-    }
   }
 }"""
 
