@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from official_agent import wandb_cli as official_wandb_cli
 from sweep_site import (
     GRID,
     RANDOM,
@@ -389,3 +390,30 @@ def test_without_the_configmap_rights_a_scheduler_item_fails_and_runs_still_laun
     finally:
         for proc in site.procs:
             proc.kill()
+
+
+def test_a_sweep_over_a_job_artifact_runs_to_finished(site: Site) -> None:
+    """`wandb job create image` then `wandb launch-sweep` with `job:` in the sweep config: each run
+    pushed carries the job (no image), the agent resolves it and launches the job's image with the
+    run's parameters."""
+    queue = job_queue(site, "byjob")
+    cli = site.workdir / "cli"
+    cli.mkdir(parents=True, exist_ok=True)
+    official_wandb_cli(cli, site.emu.url, site.emu.api_key, "job", "create", "--entity", ENTITY, "--project",
+                       PROJECT, "--name", "trainer", "image", "busybox:1.36")
+    job = f"{ENTITY}/{PROJECT}/trainer:latest"
+    agent = site.agent([queue], config=config_for(queue), env=SWEEP_ENV)
+    config = {k: v for k, v in grid_of(3).items() if k != "image_uri"} | {"job": job}
+    sweep = launch_sweep(site.emu, cli, config, queue=queue, project=PROJECT, entity=ENTITY)
+    wait_for("the sweep FINISHED", lambda: sweep_of(site, sweep)["state"] == "FINISHED", timeout=240)
+    pushed = assert_each_run_once(site, queue, sweep)
+    assert parameter_sets(pushed) == sorted(json.dumps({"x": x}) for x in range(3))
+    for spec in pushed:
+        assert spec["job"] == job and not (spec.get("docker") or {}).get("docker_image"), spec
+        (launched,) = site.jobs(f"wandb.ai/run-id={spec['run_id']}")
+        container = launched["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert container["image"] == "busybox:1.36"
+        assert env["WANDB_SWEEP_ID"] == sweep
+        assert json.loads(env["WANDB_CONFIG"]) == spec["overrides"]["run_config"]
+    assert agent.terminate() == 0
