@@ -382,7 +382,7 @@ def test_without_the_configmap_rights_a_scheduler_item_fails_and_runs_still_laun
         wait_for("the scheduler item failed", lambda: scheduler_item(site, queue, sweep)["state"] == "FAILED")
         message = scheduler_item(site, queue, sweep)["error"]["message"]
         assert message.startswith("403: this agent may not create ConfigMaps") and "grant configmaps" in message
-        assert "cannot list ConfigMaps" in agent.text(), "told at start, and it went on"
+        wait_for("told it cannot resume schedulers, and it went on", lambda: "cannot list ConfigMaps" in agent.text())
         site.emu.enqueue(queue, {"entity": ENTITY, "project": PROJECT, "run_id": f"r-{site.release}",
                                  "docker": {"docker_image": "busybox:1.36"}})
         wait_for("an ordinary run's Job", lambda: site.jobs(f"wandb.ai/run-id=r-{site.release}"))
