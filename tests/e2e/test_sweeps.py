@@ -417,3 +417,32 @@ def test_a_sweep_over_a_job_artifact_runs_to_finished(site: Site) -> None:
         assert env["WANDB_SWEEP_ID"] == sweep
         assert json.loads(env["WANDB_CONFIG"]) == spec["overrides"]["run_config"]
     assert agent.terminate() == 0
+
+
+def test_a_custom_scheduler_from_launch_sweep_runs_as_a_workload_of_its_job(site: Site) -> None:
+    """`scheduler.job` in the sweep config (method custom): `wandb launch-sweep` queues the
+    scheduler job itself (resource local-container, the CLI default); the agent resolves that job
+    and launches it as an ordinary workload whose run id is the sweep's id."""
+    queue = job_queue(site, "cjob", seconds=3)
+    cli = site.workdir / "cli"
+    cli.mkdir(parents=True, exist_ok=True)
+    for name in ("trainer", "my-scheduler"):
+        official_wandb_cli(cli, site.emu.url, site.emu.api_key, "job", "create", "--entity", ENTITY, "--project",
+                           PROJECT, "--name", name, "image", "busybox:1.36")
+    agent = site.agent([queue], config=config_for(queue), env=SWEEP_ENV)
+    config = {"method": "custom", "job": f"{ENTITY}/{PROJECT}/trainer:latest",
+              "parameters": {"x": {"values": [1, 2]}},
+              "scheduler": {"job": f"{ENTITY}/{PROJECT}/my-scheduler:latest", "num_workers": 1}}
+    sweep = launch_sweep(site.emu, cli, config, queue=queue, project=PROJECT, entity=ENTITY)
+    item = scheduler_item(site, queue, sweep)
+    assert item["run_spec"]["resource"] == "local-container" and item["run_spec"]["job"].endswith("my-scheduler:latest")
+    (job,) = wait_for("the scheduler's Job", lambda: site.jobs(f"wandb.ai/run-id={sweep}"))
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert container["image"] == "busybox:1.36"
+    assert env["WANDB_RUN_ID"] == sweep
+    assert json.loads(env["WANDB_CONFIG"])["sweep_args"]["sweep_id"] == sweep
+    wait_for("the scheduler's run reported finished", lambda: scheduler_item(site, queue, sweep)["state"] == "FINISHED")
+    assert not records(site), "a scheduler job keeps no record of its own"
+    assert not pushed_runs(site.emu, ENTITY, queue, sweep), "the agent itself schedules nothing for a custom scheduler"
+    assert agent.terminate() == 0
