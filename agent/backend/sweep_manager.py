@@ -65,6 +65,8 @@ class SweepSchedulers:
         self._stop = asyncio.Event()
         self._tasks: dict[tuple[str, str, str], asyncio.Task[None]] = {}
         self.schedulers: dict[tuple[str, str, str], SweepScheduler] = {}
+        self._adopting = asyncio.Lock()
+        self._adopted = False
 
     def running(self) -> int:
         return len(self._tasks)
@@ -73,6 +75,17 @@ class SweepSchedulers:
 
     async def adopt(self) -> None:
         """Resume every scheduler whose record exists (raises when the API server cannot be read)."""
+        async with self._adopting:
+            await self._adopt()
+            self._adopted = True
+
+    async def adopt_once(self) -> None:
+        """Before the first scheduler item is taken: the recorded schedulers are resumed first, so they
+        count against max_schedulers and an item of a recorded sweep finds its scheduler running."""
+        if not self._adopted:
+            await self.adopt()
+
+    async def _adopt(self) -> None:
         selector = ",".join(f"{k}={v}" for k, v in identity_labels(self.s.manifest_settings()).items())
         try:
             ledgers = await Ledger.list(self.kube, self.s.namespace, selector)

@@ -118,8 +118,9 @@ class Agent:
         return out
 
     def _occupied(self, schedulers: bool) -> set[str]:
+        # A scheduler item in flight counts once it passed the max_schedulers check (`admitted`).
         items = {i for i, launch in self.pipeline.in_flight.items()
-                 if is_scheduler(launch.item.run_spec) == schedulers}
+                 if is_scheduler(launch.item.run_spec) == schedulers and (launch.admitted or not schedulers)}
         for _, obj in self.active_workloads():
             ann = ledger.annotations(obj)
             if (ann.get(ledger.SCHEDULER) == "true") == schedulers and ann.get(ANN_ITEM_ID):

@@ -64,6 +64,7 @@ class Launch:
     record: dict[str, Any] | None = None  # the launch record, once a durable step needs one
     acked: bool = False
     step: str = "popped"
+    admitted: bool = False  # a sweep scheduler past the max_schedulers check: it counts against the cap
 
 
 class Pipeline:
@@ -163,7 +164,7 @@ class Pipeline:
             # launch goes on and acks it; a second one would only race it.
             self.log.info("item %s is being launched already", item.item_id)
             return
-        launch = Launch(item, record, acked=record is not None and ledger.acked(record))
+        launch = Launch(item, record, acked=record is not None and ledger.acked(record), admitted=record is not None)
         self.in_flight[item.item_id] = launch
         task = asyncio.create_task(self._run(launch), name=f"launch {item.item_id}")
         self._tasks.add(task)
@@ -233,11 +234,20 @@ class Pipeline:
             await self._fail(launch, "the run spec of this item is empty or not an object", "agent")
             return
         scheduler = is_scheduler(spec)
-        if scheduler and launch.record is None and a.schedulers(besides=item.item_id) >= a.s.max_schedulers:
-            # Like the official agent: not acked, so W&B hands the item out again later.
-            self.log.info("item %s is a sweep scheduler and max_schedulers (%g) are running; leaving it queued",
-                          item.item_id, a.s.max_schedulers)
-            return
+        if scheduler:
+            try:
+                await a.sweeps.adopt_once()
+            except Exception as exc:  # the API server away: W&B hands the item out again later
+                self.log.warning("item %s is a sweep scheduler and the recorded schedulers cannot be resumed yet "
+                                 "(%s); leaving it queued", item.item_id, exc)
+                return
+            # Counted from here on: of two scheduler items popped together only the first is admitted.
+            if launch.record is None and a.schedulers(besides=item.item_id) >= a.s.max_schedulers:
+                # Like the official agent: not acked, so W&B hands the item out again later.
+                self.log.info("item %s is a sweep scheduler and max_schedulers (%g) are running; leaving it queued",
+                              item.item_id, a.s.max_schedulers)
+                return
+            launch.admitted = True
         if runs_in_agent(spec):  # the default scheduler runs inside the agent (agent.backend.sweep_manager)
             await a.sweeps.accept(item)
             return

@@ -446,3 +446,30 @@ def test_a_custom_scheduler_from_launch_sweep_runs_as_a_workload_of_its_job(site
     assert not records(site), "a scheduler job keeps no record of its own"
     assert not pushed_runs(site.emu, ENTITY, queue, sweep), "the agent itself schedules nothing for a custom scheduler"
     assert agent.terminate() == 0
+
+
+def test_after_a_restart_recorded_schedulers_count_against_max_schedulers(site: Site) -> None:
+    """A scheduler resumed from its record counts against max_schedulers from the first pop on: a
+    second sweep queued while the agent was down waits, unacked, until the first sweep ends."""
+    queue = job_queue(site, "recap", seconds=3)
+    cli = site.workdir / "cli"
+    first = site.agent([queue], config=config_for(queue, max_schedulers=1), env=SWEEP_ENV)
+    resumed = launch_sweep(site.emu, cli, grid_of(6), queue=queue, project=PROJECT, entity=ENTITY)
+    wait_for("two runs pushed", lambda: len(pushed_runs(site.emu, ENTITY, queue, resumed)) >= 2)
+    first.kill()
+    waiting = launch_sweep(site.emu, cli, grid_of(2), queue=queue, project=PROJECT, entity=ENTITY)
+    second = site.agent([queue], config=config_for(queue, max_schedulers=1), env=SWEEP_ENV)
+    most = 0
+
+    def both_finished() -> bool:
+        nonlocal most
+        most = max(most, int(second.metric("launch_agent_sweep_schedulers") or 0))
+        return all(sweep_of(site, s)["state"] == "FINISHED" for s in (resumed, waiting))
+
+    wait_for("both sweeps FINISHED", both_finished, timeout=300)
+    assert most == 1, "one scheduler at a time"
+    assert "re-adopted the scheduler of sweep" in second.text()
+    assert scheduler_item(site, queue, waiting)["claim_count"] >= 2, "the second scheduler waited, unacked"
+    for sweep in (resumed, waiting):
+        assert_each_run_once(site, queue, sweep)
+    assert second.terminate() == 0
