@@ -415,13 +415,18 @@ def test_a_name_taken_by_another_item_is_never_adopted(site):
         "metadata": {"annotations": {"localenv.launch-agent.dev/outcome": "keep-running"}}}}})
     first = site.emu.enqueue(q, run_spec(f"f1-{site.release}"))
     second = site.emu.enqueue(q, run_spec(f"f2-{site.release}"))
+    runs = {first: f"f1-{site.release}", second: f"f2-{site.release}"}
     agent = site.agent([q])
-    wait_for("second refused", lambda: site.emu.item(second)["state"] == "FAILED")
-    msg = site.emu.item(second)["error"]["message"]
-    assert "409" in msg and "always-the-same" in msg and first in msg
-    assert site.emu.item(first)["state"] == "LEASED"
+    # Both items are popped and launched side by side: whichever creates the name first holds it;
+    # the other is refused naming the holder, and is never adopted as if the Job were its own.
+    wait_for("one refused", lambda: "FAILED" in {site.emu.item(i)["state"] for i in runs})
+    (refused,) = [i for i in runs if site.emu.item(i)["state"] == "FAILED"]
+    (holder,) = [i for i in runs if i != refused]
+    msg = site.emu.item(refused)["error"]["message"]
+    assert "409" in msg and "always-the-same" in msg and holder in msg
+    assert site.emu.item(holder)["state"] == "LEASED"
     (job,) = site.jobs(f"{LABEL_AGENT}={site.release}")
-    assert job["metadata"]["labels"][LABEL_RUN_ID] == f"f1-{site.release}"
+    assert job["metadata"]["labels"][LABEL_RUN_ID] == runs[holder]
     assert agent.terminate() == 0
 
 
