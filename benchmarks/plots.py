@@ -4,6 +4,7 @@ steady-state run."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,29 @@ def _pyplot() -> Any:
     return plt
 
 
+def _finish(plt: Any, fig: Any, path: Path, labels: Iterable[tuple[Any, str, str, str | None]]) -> Path:
+    """Title, axis labels (no y label when None), grid and legend on each (axes, title, x label,
+    y label); then the figure is laid out, saved to `path` and closed."""
+    for ax, title, xlabel, ylabel in labels:
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        if ylabel is not None:
+            ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def burst(sc: Scenario, path: Path) -> Path | None:
     cases = [c for c in sc.series if not c.startswith("floor")]
     if not cases:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(cases), figsize=(6 * len(cases), 4), squeeze=False)
+    labels = []
     for ax, case in zip(axes[0], cases, strict=True):
         for kind, runs in sc.series[case].items():
             for i, run in enumerate(runs):
@@ -37,15 +55,9 @@ def burst(sc: Scenario, path: Path) -> Path | None:
             ax.plot(range(1, len(run["enqueue_to_created"]) + 1), [p[1] for p in run["enqueue_to_created"]],
                     color=COLORS["floor"], linestyle="--", alpha=1.0 if i == 0 else 0.4,
                     label="floor (one client, tight loop)" if i == 0 else None)
-        ax.set_title(f"{sc.title}, W&B latency {case}")
-        ax.set_xlabel("runs, in order of their workload's creation")
-        ax.set_ylabel("enqueue -> workload created (s)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        labels.append((ax, f"{sc.title}, W&B latency {case}", "runs, in order of their workload's creation",
+                       "enqueue -> workload created (s)"))
+    return _finish(plt, fig, path, labels)
 
 
 def trickle(sc: Scenario, path: Path) -> Path | None:
@@ -60,24 +72,16 @@ def trickle(sc: Scenario, path: Path) -> Path | None:
             t0 = points[0][0] if points else 0.0
             ax.plot([p[0] - t0 for p in points], [p[1] for p in points], ".-", color=COLORS.get(kind, "tab:green"),
                     alpha=1.0 if i == 0 else 0.4, label=kind if i == 0 else None)
-    ax.set_title(sc.title)
-    ax.set_xlabel("enqueued at (s)")
-    ax.set_ylabel("enqueue -> Job created (s)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, path, [(ax, sc.title, "enqueued at (s)", "enqueue -> Job created (s)")])
 
 
 def steady(sc: Scenario, path: Path) -> Path | None:
-    cases = {case: kinds for case, kinds in sc.series.items()}
-    if not cases:
+    if not sc.series:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(2, len(cases), figsize=(6 * len(cases), 6), squeeze=False)
-    for col, (case, kinds) in enumerate(cases.items()):
+    fig, axes = plt.subplots(2, len(sc.series), figsize=(6 * len(sc.series), 6), squeeze=False)
+    labels = []
+    for col, (case, kinds) in enumerate(sc.series.items()):
         for kind, runs in kinds.items():
             series = runs[0]["cpu_rss"]
             if not series:
@@ -85,16 +89,9 @@ def steady(sc: Scenario, path: Path) -> Path | None:
             t0 = series[0][0]
             axes[0][col].plot([s[0] - t0 for s in series], [s[1] for s in series], color=COLORS.get(kind), label=kind)
             axes[1][col].plot([s[0] - t0 for s in series], [s[2] for s in series], color=COLORS.get(kind), label=kind)
-        axes[0][col].set_title(f"{case}: CPU seconds (cumulative)")
-        axes[1][col].set_title(f"{case}: RSS (MB)")
-        for ax in axes[:, col]:
-            ax.set_xlabel("s since the agent started")
-            ax.grid(alpha=0.3)
-            ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        labels += [(axes[0][col], f"{case}: CPU seconds (cumulative)", "s since the agent started", None),
+                   (axes[1][col], f"{case}: RSS (MB)", "s since the agent started", None)]
+    return _finish(plt, fig, path, labels)
 
 
 def draw(scenarios: list[Scenario], directory: Path, stem: str) -> list[Path]:

@@ -6,7 +6,6 @@ their operator by writing the status the real operator would write."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from agentproc import agent_command, agent_env
 
 from agent.manifest import LABEL_AGENT, LABEL_RUN_ID, ManifestSettings, build_workload
 from localenv import crds as workload_crds
@@ -164,21 +164,15 @@ class AgentProc:
         self.port = 0
 
     def start(self) -> AgentProc:
-        env = {
-            "PATH": os.environ["PATH"], "HOME": str(self.site.workdir),
-            "WANDB_API_KEY": self.site.emu.key, "WANDB_BASE_URL": self.site.emu.url,
-            "WANDB_RELEASE_NAME": self.site.release, "LAUNCH_AGENT_NAMESPACE": self.site.agent_ns,
-            "LAUNCH_AGENT_TARGET_NAMESPACES": f"{self.site.agent_ns},{self.site.jobs_ns}",
-            "LAUNCH_AGENT_POLL_INTERVAL": "0.5", "LAUNCH_AGENT_POD_NAME": f"agent-{self.n}",
-            "LAUNCH_AGENT_WORKLOAD_KINDS": "kubeflow.org/v1/PyTorchJob,batch.volcano.sh/v1alpha1/Job",
-            **self.env,
-        }
-        if self.pythonpath:
-            env["PYTHONPATH"] = self.pythonpath
+        env = agent_env(
+            home=self.site.workdir, api_key=self.site.emu.key, base_url=self.site.emu.url,
+            release=self.site.release, agent_ns=self.site.agent_ns, jobs_ns=self.site.jobs_ns,
+            pod_name=f"agent-{self.n}", poll_interval="0.5",
+            settings={"LAUNCH_AGENT_WORKLOAD_KINDS": "kubeflow.org/v1/PyTorchJob,batch.volcano.sh/v1alpha1/Job"},
+            overrides=self.env, pythonpath=self.pythonpath)
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [self.python, "-m", "agent", "-c", str(self.cfg), "--kubeconfig", str(self.site.kubeconfig),
-                 "--health-port", "0"], stdout=out, stderr=subprocess.STDOUT, env=env)
+            self.proc = subprocess.Popen(agent_command(self.cfg, self.site.kubeconfig, self.python),
+                                         stdout=out, stderr=subprocess.STDOUT, env=env)
         self.port = int(wait_for(f"agent {self.n} health port", self._port, 60))
         return self
 

@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -25,6 +24,7 @@ from typing import Any
 
 import httpx
 import yaml
+from agentproc import agent_command, agent_env
 from apiproxy import TcpProxy
 
 from agent.manifest import run_info, workload_name
@@ -258,25 +258,19 @@ class AgentProc:
         self.starts = 0
 
     def start(self) -> AgentProc:
-        env = {
-            "PATH": os.environ["PATH"], "HOME": str(self.site.workdir),
-            "WANDB_API_KEY": self.site.emu.key, "WANDB_BASE_URL": self.site.emu.url,
-            "WANDB_RELEASE_NAME": self.site.release, "LAUNCH_AGENT_NAMESPACE": self.site.agent_ns,
-            "LAUNCH_AGENT_TARGET_NAMESPACES": f"{self.site.agent_ns},{self.site.jobs_ns}",
-            "LAUNCH_AGENT_POLL_INTERVAL": "0.3", "LAUNCH_AGENT_POD_NAME": f"agent-{self.n}",
-            "LAUNCH_AGENT_RESYNC_INTERVAL": "20", "LAUNCH_AGENT_SHUTDOWN_GRACE": "10",
-            "WANDB_HTTP_TIMEOUT": "5", "LAUNCH_AGENT_MUTATION_TIMEOUT": "60",
-            **self.env,
-        }
-        if os.environ.get("RELIABILITY_AGENT_PATH"):  # the suite against another checkout of the agent
-            env["PYTHONPATH"] = os.environ["RELIABILITY_AGENT_PATH"]
+        other_checkout = os.environ.get("RELIABILITY_AGENT_PATH") or None  # the suite against another agent
+        env = agent_env(
+            home=self.site.workdir, api_key=self.site.emu.key, base_url=self.site.emu.url,
+            release=self.site.release, agent_ns=self.site.agent_ns, jobs_ns=self.site.jobs_ns,
+            pod_name=f"agent-{self.n}", poll_interval="0.3",
+            settings={"LAUNCH_AGENT_RESYNC_INTERVAL": "20", "LAUNCH_AGENT_SHUTDOWN_GRACE": "10",
+                      "WANDB_HTTP_TIMEOUT": "5", "LAUNCH_AGENT_MUTATION_TIMEOUT": "60"},
+            overrides=self.env, pythonpath=other_checkout)
         self.starts += 1
         with self.log.open("ab") as out:
             out.write(f"==== start {self.starts} ====\n".encode())
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent", "-c", str(self.cfg), "--kubeconfig", str(self.kubeconfig),
-                 "--health-port", "0"], stdout=out, stderr=subprocess.STDOUT, env=env,
-                cwd=os.environ.get("RELIABILITY_AGENT_PATH") or None)
+            self.proc = subprocess.Popen(agent_command(self.cfg, self.kubeconfig), stdout=out,
+                                         stderr=subprocess.STDOUT, env=env, cwd=other_checkout)
         self.port = int(wait_for(f"agent {self.n} health port", self._port, 60))
         return self
 
