@@ -95,8 +95,10 @@ async def serve(settings: AgentSettings, kubeconfig: str | None, log: logging.Lo
         log.error("cannot load Kubernetes credentials (%s): %s", kubeconfig or "in-cluster, $KUBECONFIG, "
                   "~/.kube/config", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return EXIT_BAD_INPUT
+    # Connections: the pops' own share, and as many again for acks, reports and stop checks beside them.
     client = GraphQLClient(settings.base_url, settings.api_key, timeout=settings.http_timeout,
-                           mutation_timeout=settings.mutation_timeout, observe=observe)
+                           mutation_timeout=settings.mutation_timeout, observe=observe,
+                           max_concurrency=2 * settings.pop_width)
     heartbeats = Heartbeats()
     downloads = DirectUrls()
     resolver = JobResolver(client, downloads, max_code_bytes=settings.max_code_bytes,

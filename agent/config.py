@@ -42,7 +42,7 @@ class AgentSettings:
     stopped_run_timeout: float = 60.0
     start_timeout: float = 1800.0  # <= 0 disables
     poll_interval: float = 10.0
-    pop_width: int = 8  # pops in flight at once while a queue gives items
+    pop_width: int = 16  # pops in flight at once while a queue gives items
     sweep_interval: float = 5.0  # seconds between a sweep scheduler's passes (the official default)
     namespace: str = "default"
     target_namespaces: tuple[str, ...] = ()
@@ -258,7 +258,7 @@ def resolve(*, config_path: str | None = None, entity: str | None = None, queues
                                    f"{where}: key stopped_run_timeout"),
         start_timeout=start_timeout,
         poll_interval=_float(env.get("LAUNCH_AGENT_POLL_INTERVAL", "10"), "LAUNCH_AGENT_POLL_INTERVAL"),
-        pop_width=max(1, _int(env.get("LAUNCH_AGENT_POP_WIDTH", "8"), "LAUNCH_AGENT_POP_WIDTH")),
+        pop_width=max(1, _int(env.get("LAUNCH_AGENT_POP_WIDTH", "16"), "LAUNCH_AGENT_POP_WIDTH")),
         sweep_interval=_float(env.get("LAUNCH_AGENT_SWEEP_INTERVAL", "5"), "LAUNCH_AGENT_SWEEP_INTERVAL"),
         namespace=namespace,
         target_namespaces=_csv(env.get("LAUNCH_AGENT_TARGET_NAMESPACES")),

@@ -72,6 +72,16 @@ class Running:
                 self.proc.wait(30)
 
 
+FIXED_BY_BENCH = ("LAUNCH_AGENT_NAMESPACE", "LAUNCH_AGENT_TARGET_NAMESPACES", "LAUNCH_AGENT_POLL_INTERVAL",
+                  "LAUNCH_AGENT_POD_NAME")
+
+
+def tuning_env(env: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """Our agent's settings given to `make bench` (e.g. `LAUNCH_AGENT_POP_WIDTH=1`), passed to our agent;
+    the ones the benchmark fixes for both agents are not."""
+    return {k: v for k, v in env.items() if k.startswith("LAUNCH_AGENT_") and k not in FIXED_BY_BENCH}
+
+
 def start_ours(site: Site, queues: list[str], max_jobs: int, workdir: Path,
                extra_env: dict[str, str] | None = None) -> Running:
     cfg = workdir / "launch-config.yaml"
@@ -81,7 +91,7 @@ def start_ours(site: Site, queues: list[str], max_jobs: int, workdir: Path,
            "WANDB_RELEASE_NAME": site.release, "LAUNCH_AGENT_NAMESPACE": site.agent_ns,
            "LAUNCH_AGENT_TARGET_NAMESPACES": f"{site.agent_ns},{site.jobs_ns}",
            "LAUNCH_AGENT_POLL_INTERVAL": f"{POLL_INTERVAL:g}", "LAUNCH_AGENT_POD_NAME": "bench-ours",
-           **(extra_env or {})}
+           **tuning_env(os.environ), **(extra_env or {})}
     log = workdir / "ours.log"
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "agent", "-c", str(cfg), "--kubeconfig",

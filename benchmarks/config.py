@@ -44,9 +44,9 @@ class Sizes:
 
 
 PRESETS = {
-    "default": Sizes(burst_runs=200, reps_ours=1, fresh_localenv=False, steady_workloads=300, steady_window=40.0,
-                     steady_kinds=("Job",), trickle_seconds=30.0, job_runs=100, idle_seconds=40.0,
-                     official_docker_variant=False),
+    "default": Sizes(burst_runs=200, reps_ours=1, fresh_localenv=False, steady_workloads=300, steady_window=30.0,
+                     steady_kinds=("Job",), trickle_seconds=20.0, job_runs=100, idle_seconds=30.0,
+                     priority_low=20, priority_high=5, official_docker_variant=False),
     "full": Sizes(reps_ours=3, reps_official=2),
     "quick": Sizes(agents=("ours",), official_docker_variant=False, reps_ours=1, reps_official=1, burst_runs=6,
                    latencies_ms=(0.0,), queues=3, runs_per_queue=2, priority_low=4, priority_high=2,

@@ -4,12 +4,15 @@ and the agent idle: W&B requests per minute, peak RSS and CPU seconds of the pro
 fixed window (one queue, the same site for both); the agent image's size when it can be built
 here.
 
-The `wandb[launch]` install has a deadline; past it (or with a deadline of 0) the figure
+Install sizes are cached by their inputs (requirements, Python, pip) under the launch-agent
+cache. The `wandb[launch]` install has a deadline; past it (or with a deadline of 0) the figure
 measured earlier on this kind of machine is used and the notes say so.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 import tempfile
@@ -22,6 +25,7 @@ from benchmarks.burst import side_of
 from benchmarks.config import Sizes
 from benchmarks.report import Scenario
 from benchmarks.site import Sites
+from localenv.tools import cache_root
 
 REFERENCE_WANDB_LAUNCH_MB = 968.0
 
@@ -30,10 +34,33 @@ def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+def _install_key(requirements: list[str]) -> str:
+    """What an install's size depends on: the requirements (a file's contents, not its path), this
+    Python and pip."""
+    parts = [sys.version, subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True,
+                                         text=True, check=False).stdout.split(" from ")[0]]
+    for req in requirements:
+        path = Path(req)
+        parts.append(path.read_text() if path.is_file() else req)
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
 def installed_mb(requirements: list[str], deadline: float) -> float | None:
-    """MB that `pip install <requirements>` adds to an empty venv; None past the deadline."""
+    """MB that `pip install <requirements>` adds to an empty venv; None past the deadline. A size
+    measured before for the same inputs is read from the cache (an install takes minutes)."""
     if deadline <= 0:
         return None
+    cached = cache_root() / "bench" / f"installed-{_install_key(requirements)}.json"
+    if cached.is_file():
+        return float(json.loads(cached.read_text())["mb"])
+    mb = _install(requirements, deadline)
+    if mb is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps({"mb": mb, "requirements": requirements}))
+    return mb
+
+
+def _install(requirements: list[str], deadline: float) -> float | None:
     with tempfile.TemporaryDirectory(prefix="bench-venv-") as tmp:
         venv = Path(tmp) / "venv"
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)

@@ -72,6 +72,19 @@ Q_RUN_STOPPED = """query RunStoppedStatus($projectName: String, $entityName: Str
   }
 }"""
 
+STOPPED_BATCH = 50  # runs per batched RunStoppedStatus request
+BATCHED_OPERATIONS = ("RunStoppedStatus",)  # sent as N aliased copies of the official query, variables `<name>_<i>`
+
+
+def runs_stopped_query(n: int) -> str:
+    """`RunStoppedStatus` for n runs in one request: the official query's field n times, aliased
+    `r<i>`, each with its own variables (`projectName_<i>`, `entityName_<i>`, `runId_<i>`)."""
+    params = ", ".join(f"$projectName_{i}: String, $entityName_{i}: String, $runId_{i}: String!" for i in range(n))
+    fields = "\n".join(f"  r{i}: project(name: $projectName_{i}, entityName: $entityName_{i}) {{\n"
+                        f"    run(name: $runId_{i}) {{ stopped }}\n  }}" for i in range(n))
+    return f"query RunStoppedStatus({params}) {{\n{fields}\n}}"
+
+
 Q_RUN_STATE = """query RunState($project: String!, $entity: String!, $name: String!) {
   project(name: $project, entityName: $entity) {
     run(name: $name) { state }
@@ -215,6 +228,35 @@ class Backend:
                                                     "runId": run_id})
         run = (data.get("project") or {}).get("run") or {}
         return bool(run.get("stopped"))
+
+    async def runs_stopped(self, runs: list[tuple[str, str, str]]) -> list[bool | None]:
+        """`run_stopped` for each (entity, project, run id), in one request per `STOPPED_BATCH` runs.
+        A batch W&B refuses as a whole (one run's project not readable, say) is asked run by run, so
+        one bad run never hides the others' stop requests; None for a run whose answer was an error.
+        Raises when W&B cannot be reached."""
+        out: list[bool | None] = []
+        for start in range(0, len(runs), STOPPED_BATCH):
+            chunk = runs[start:start + STOPPED_BATCH]
+            variables: dict[str, Any] = {}
+            for i, (entity, project, run_id) in enumerate(chunk):
+                variables |= {f"projectName_{i}": project, f"entityName_{i}": entity, f"runId_{i}": run_id}
+            try:
+                data = await self._client.execute("RunStoppedStatus", runs_stopped_query(len(chunk)), variables)
+            except BackendError as exc:
+                if exc.status != 200:
+                    raise
+                out += [await self._stopped_or_none(*run) for run in chunk]
+                continue
+            out += [bool(((data.get(f"r{i}") or {}).get("run") or {}).get("stopped")) for i in range(len(chunk))]
+        return out
+
+    async def _stopped_or_none(self, entity: str, project: str, run_id: str) -> bool | None:
+        try:
+            return await self.run_stopped(entity, project, run_id)
+        except BackendError as exc:
+            if exc.status != 200:
+                raise
+            return None
 
     async def run_state(self, entity: str, project: str, run_id: str) -> str | None:
         data = await self._run("RunState", {"project": project, "entity": entity, "name": run_id})

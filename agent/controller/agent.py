@@ -298,7 +298,10 @@ class Agent:
                 except Exception as exc:  # the API server away: try again soon
                     self.log.warning("cannot resume sweep schedulers yet: %s", exc)
                     next_at = now + 5.0
-            await self.wait_change(timeout=5.0, stop_only=True)
+            if self.stopping.is_set():  # shutting down: a wait would return at once
+                await asyncio.sleep(5.0)
+            else:
+                await self.wait_change(timeout=5.0, stop_only=True)
 
     def _publish_gauges(self) -> None:
         self.metrics.clear("running")

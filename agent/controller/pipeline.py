@@ -6,7 +6,8 @@ items in this pipeline plus workloads whose end is not reported yet). Queues are
 the queue that gave an item goes to the end (the official agent's round robin), and a queue's own
 priority order is W&B's. While the queues give items, up to `pop_width` pops are in flight at once,
 each holding a slot until it answers, so `max_jobs` is never passed; a queue that answered empty
-is left until the next poll, which comes after the poll interval once every queue answered empty. Each item then runs on its own: a slow item (an image build) holds its
+is left until the burst ends; then, if any item came, every queue is asked again, and once a round
+of pops finds every queue empty the next poll comes after the poll interval. Each item then runs on its own: a slow item (an image build) holds its
 slot, never the others. The workload is created before the ack, so a lost ack or a crash never
 loses a run; a durable prepare step (see `prepare`) acks early behind a launch record instead.
 """
@@ -74,6 +75,7 @@ class Pipeline:
         self.queue_order = list(agent.s.queues)
         self.in_flight: dict[str, Launch] = {}
         self.pops = 0
+        self.popped = 0  # items popped by this process
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ popping
@@ -83,9 +85,18 @@ class Pipeline:
         while True:
             a.heartbeats.beat("poll")
             if not self._may_pop():
-                await a.wait_change(timeout=1.0)  # a slot frees, the lease comes back
+                if a.stopping.is_set():  # shutting down: nothing more to pop (a wait would return at once)
+                    await asyncio.sleep(1.0)
+                else:
+                    await a.wait_change(timeout=1.0)  # a slot frees, the lease comes back
                 continue
+            before = self.popped
             if await self._pop_burst():
+                if self.popped > before:
+                    # Items came: every queue is asked again before the agent sleeps (the official
+                    # agent's rounds), so a queue that was empty early in a burst is not left a whole
+                    # poll interval behind the others.
+                    continue
                 # Every queue answered empty: the next poll after the interval (shutdown cuts it short).
                 await a.wait_change(timeout=a.s.poll_interval, stop_only=True)
 
@@ -130,6 +141,7 @@ class Pipeline:
                     if item is None:
                         empty.add(queue)
                         continue
+                    self.popped += 1
                     width = min(width * 2, self.a.s.pop_width)
                     self.queue_order.remove(queue)
                     self.queue_order.append(queue)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent.controller import ledger
+from agent.controller.events import EVENTS_CHECK_INTERVAL, WarningEvents
 from agent.controller.reports import resume_count, resume_spec
 from agent.controller.status import (
     FAILED,
@@ -30,7 +31,6 @@ from agent.controller.status import (
     RUNNING,
     STARTING,
     STOPPED,
-    event_warnings,
     ever_started,
     init_failures,
     pod_running,
@@ -39,7 +39,7 @@ from agent.controller.status import (
     suspended,
     workload_status,
 )
-from agent.kube.client import EVENTS, ResourceType
+from agent.kube.client import ResourceType
 from agent.manifest import (
     ANN_ENTITY,
     ANN_ITEM_ID,
@@ -54,7 +54,6 @@ from agent.manifest import (
 if TYPE_CHECKING:
     from agent.controller.agent import Agent
 
-EVENTS_CHECK_INTERVAL = 5.0  # also the wait before a new workload's first look at its events
 PASS_GAP = 0.05  # after a wake: the watch events of a burst coalesce into one pass
 ACK_REFUSED_GRACE = 600.0  # keep a run whose ack was refused this long: W&B may hand the item out again
 WATCH_REFUSED_AFTER = 30.0
@@ -75,7 +74,6 @@ class Memo:
     retry_at: float = 0.0
     failures: int = 0
     warned: set[str] = field(default_factory=set)
-    event_texts: list[str] = field(default_factory=list)
     events_checked_at: float = 0.0
     state: str = ""
 
@@ -85,6 +83,7 @@ class Reconciler:
         self.a = agent
         self.log = agent.log
         self.memos: dict[str, Memo] = {}
+        self.events = WarningEvents(agent.kube)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def loop(self) -> None:
@@ -222,14 +221,15 @@ class Reconciler:
             message = (f"the agent cannot watch {rt.key} in {meta['namespace']} ({refused}), so it cannot follow "
                        "this run; grant its ServiceAccount list and watch on this kind")
             return lambda: self._end_early(rt, obj, message)
-        texts = [t for p in pods for t in pod_warnings(p)] + memo.event_texts
+        texts = [t for p in pods for t in pod_warnings(p)] + self.events.texts(meta["namespace"], rt.kind, meta["name"])
         seen = set(ledger.warned(obj)) | memo.warned
         new = [t for t in dict.fromkeys(texts) if short_hash(t, length=8) not in seen]
         if new:
             return lambda: self._warn(rt, obj, memo, new)
         if state == STARTING and not pods and now - memo.events_checked_at >= EVENTS_CHECK_INTERVAL:
             memo.events_checked_at = now
-            return lambda: self._check_events(rt, obj, memo)
+            if self.events.claim(meta["namespace"], now):
+                return lambda: self.events.refresh(meta["namespace"])
         timeout = self.a.s.start_timeout
         if state == STARTING and timeout > 0 and not suspended(obj) and not ever_started(obj, pods):
             clock = start_clock(obj)
@@ -359,10 +359,3 @@ class Reconciler:
                 memo.warned.add(short_hash(text, length=8))
         hashes = [*ledger.warned(obj), *(h for h in memo.warned if h not in ledger.warned(obj))]
         await self._write(rt, obj, {ledger.WARNED: ",".join(hashes[-ledger.KEPT_WARNINGS:])})
-
-    async def _check_events(self, rt: ResourceType, obj: dict[str, Any], memo: Memo) -> None:
-        """No pods yet: the reason is in the workload's events (exceeded quota, admission webhooks)."""
-        meta = obj["metadata"]
-        events, _ = await self.a.kube.list(EVENTS, meta["namespace"], field_selector=(
-            f"involvedObject.name={meta['name']},involvedObject.kind={rt.kind}"))
-        memo.event_texts = event_warnings(events)

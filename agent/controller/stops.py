@@ -1,14 +1,15 @@
 """Stop requests from W&B ("Stop run" in the UI): every `STOP_CHECK_INTERVAL` seconds each running
-workload's run is asked for (`RunStoppedStatus`, like the official agent). The first `stopped`
-answer is written onto the workload; the reconciler deletes it once `stopped_run_timeout` has
-passed (the run may exit by itself meanwhile), counting from that annotation, so a restart does
-not start the clock again."""
+workload's run is asked for (`RunStoppedStatus`, like the official agent, but `STOPPED_BATCH`
+runs per request). The first `stopped` answer is written onto the workload; the reconciler
+deletes it once `stopped_run_timeout` has passed (the run may exit by itself meanwhile),
+counting from that annotation, so a restart does not start the clock again."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from agent.backend.operations import STOPPED_BATCH
 from agent.backend.transport import BackendError
 from agent.controller import ledger
 from agent.manifest import ANN_ENTITY, ANN_ITEM_ID, ANN_PROJECT, ANN_RUN_ID
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
     from agent.controller.agent import Agent
 
 STOP_CHECK_INTERVAL = 10.0
-STOP_CHECK_CONCURRENCY = 4  # queries in flight at once: the launch path keeps the rest of the W&B client
+STOP_CHECK_CONCURRENCY = 4  # batched queries in flight at once: the launch path keeps the rest of the W&B client
+
+Key = tuple[str, str, str]
 
 
 class StopChecks:
@@ -33,23 +36,32 @@ class StopChecks:
                    and not ledger.annotations(obj).get(ledger.STOP_REQUESTED)
                    and ledger.annotations(obj).get(ANN_ENTITY)]
             if due:
+                # One request per STOPPED_BATCH runs (aliased copies of the official query), not one per run.
                 limit = asyncio.Semaphore(STOP_CHECK_CONCURRENCY)
-                await asyncio.gather(*(self._bounded(limit, key, obj) for key, obj in due))
+                await asyncio.gather(*(self._bounded(limit, due[i:i + STOPPED_BATCH])
+                                       for i in range(0, len(due), STOPPED_BATCH)))
             await asyncio.sleep(self.interval)
 
-    async def _bounded(self, limit: asyncio.Semaphore, key: tuple[str, str, str], obj: dict[str, Any]) -> None:
+    async def _bounded(self, limit: asyncio.Semaphore, batch: list[tuple[Key, dict[str, Any]]]) -> None:
         async with limit:
-            await self._check(key, obj)
+            await self._check(batch)
 
-    async def _check(self, key: tuple[str, str, str], obj: dict[str, Any]) -> None:
-        ann = ledger.annotations(obj)
+    async def _check(self, batch: list[tuple[Key, dict[str, Any]]]) -> None:
+        runs = [(ann[ANN_ENTITY], ann.get(ANN_PROJECT, ""), ann.get(ANN_RUN_ID, ""))
+                for ann in (ledger.annotations(obj) for _, obj in batch)]
         try:
-            stopped = await self.a.backend.run_stopped(ann[ANN_ENTITY], ann.get(ANN_PROJECT, ""), ann.get(ANN_RUN_ID, ""))
+            answers = await self.a.backend.runs_stopped(runs)
         except BackendError as exc:
-            self.a.log.warning("RunStoppedStatus for %s failed: %s", ann.get(ANN_RUN_ID), exc)
+            self.a.log.warning("RunStoppedStatus for %d run(s) failed: %s", len(runs), exc)
             return
-        if not stopped:
-            return
+        for (key, obj), (_, _, run_id), stopped in zip(batch, runs, answers, strict=True):
+            if stopped is None:
+                self.a.log.warning("RunStoppedStatus for %s failed: W&B answered with an error", run_id)
+            elif stopped:
+                await self._stopped(key, obj)
+
+    async def _stopped(self, key: Key, obj: dict[str, Any]) -> None:
+        ann = ledger.annotations(obj)
         rt = self.a.kinds.get(key[0])
         if rt is None:
             return

@@ -11,7 +11,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from agent.backend.operations import Backend
+from agent.backend.operations import STOPPED_BATCH, Backend
 from agent.backend.transport import BackendError, GraphQLClient
 from agent.config import AgentSettings
 from agent.controller.agent import Agent, FatalError, derived_run_id
@@ -82,6 +82,9 @@ def test_operations_round_trip(emu):
             assert await backend.run_stopped(ENTITY, "proj", "run1") is False
             emu.admin("POST", f"/runs/{ENTITY}/proj/run1", {"state": "running", "stopped": True})
             assert await backend.run_stopped(ENTITY, "proj", "run1") is True
+            # Batched: one answer per run, in order, over more than one request; unknown runs are not stopped.
+            runs = [(ENTITY, "proj", "run1" if i % 7 == 3 else f"other{i}") for i in range(STOPPED_BATCH + 5)]
+            assert await backend.runs_stopped(runs) == [r[2] == "run1" for r in runs]
             assert await backend.run_state(ENTITY, "proj", "run1") == "running"
             state = await backend.item_state("q", item.item_id)
             assert state is not None and (state.state, state.run_id) == ("LEASED", "run1")
@@ -296,3 +299,28 @@ def test_cli_with_a_rejected_api_key_exits_2(emu, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "rejected the API key" in proc.stderr and "Traceback" not in proc.stderr
     assert wrong not in proc.stderr
+
+
+class _RefusesBatches(GraphQLClient):
+    """W&B refusing any RunStoppedStatus of more than one run (as it would for one unreadable
+    project in the batch), and answering single ones with an error for run `bad`."""
+
+    def __init__(self) -> None:
+        super().__init__("http://127.0.0.1:9", "local-" + "x" * 40)
+        self.sizes: list[int] = []
+
+    async def execute(self, operation: str, query: str, variables: dict[str, Any], *,
+                      mutation: bool = False) -> dict[str, Any]:
+        runs = [v for k, v in variables.items() if k.startswith("runId")]
+        self.sizes.append(len(runs))
+        if len(runs) > 1 or runs == ["bad"]:
+            raise BackendError("W&B API error: permission denied", status=200)
+        return {"project": {"run": {"stopped": runs == ["stop-me"]}}}
+
+
+def test_a_refused_stop_batch_is_asked_run_by_run():
+    client = _RefusesBatches()
+    backend = Backend(client, ENTITY)
+    runs = [(ENTITY, "p", r) for r in ("a", "bad", "stop-me", "b")]
+    assert asyncio.run(backend.runs_stopped(runs)) == [False, None, True, False]
+    assert client.sizes == [4, 1, 1, 1, 1]

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx2
 
-from agent.backend.operations import Backend, PoppedItem
+from agent.backend.operations import STOPPED_BATCH, Backend, PoppedItem
 from agent.backend.transport import GraphQLClient
 from agent.config import AgentSettings
 from agent.controller import stops
@@ -92,6 +92,42 @@ def test_a_queue_that_answered_empty_is_left_until_the_next_poll():
     assert gauge.most <= 8
 
 
+def test_a_queue_empty_early_in_a_burst_is_asked_again_before_the_poll_interval():
+    """q0 gets its items only after q1's first pop (a push still under way when the burst began):
+    the poll loop asks every queue again once a burst gave items, so q0's items do not wait a whole
+    poll interval (an hour here); then a round finds every queue empty and the loop sleeps."""
+    agent, gauge, started = make_agent({"q0": 0, "q1": 6}, max_jobs=100, pop_width=4)
+    pop = agent.backend.pop
+    left = {"q0": 5}
+
+    async def late_pop(queue: str, agent_id: str) -> PoppedItem | None:
+        if queue == "q0" and gauge.calls.get("q1", 0) and left["q0"]:
+            left["q0"] -= 1
+            n = left["q0"]
+            await gauge.around(queue)
+            return PoppedItem(item_id=f"late-{n}", run_spec={"x": 1}, queue=queue)
+        return await pop(queue, agent_id)
+
+    agent.backend.pop = late_pop  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        task = asyncio.create_task(agent.pipeline.poll_loop())
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if len(started) >= 11:
+                break
+        for _ in range(20):  # room for more rounds, if the loop did not sleep
+            await asyncio.sleep(0.01)
+        assert not task.done(), task.exception()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert sorted(started) == sorted([f"late-{i}" for i in range(5)] + [f"q1-{i}" for i in range(1, 7)])
+    rounds = gauge.calls["q0"]
+    assert rounds <= 8, gauge.calls  # 5 items and a few empty answers, then asleep
+
+
 def test_one_at_a_time_with_width_one():
     agent, gauge, started = make_agent({"q0": 6}, max_jobs=10, pop_width=1)
     assert asyncio.run(agent.pipeline._pop_burst())
@@ -118,31 +154,66 @@ def test_the_poll_loop_waits_the_poll_interval_when_every_queue_is_empty():
     assert gauge.calls == {"q0": 1, "q1": 1}
 
 
-def test_stop_checks_are_bounded():
-    agent, _, _ = make_agent({"q0": 0}, max_jobs=100)
-    n = 3 * stops.STOP_CHECK_CONCURRENCY + 1
+def test_stop_checks_are_batched_and_bounded():
+    """Every running workload's run is asked for once per round, STOPPED_BATCH runs per request,
+    at most STOP_CHECK_CONCURRENCY requests at once; a stopped run is recorded."""
+    agent, _, _ = make_agent({"q0": 0}, max_jobs=10_000)
+    n = 2 * STOPPED_BATCH * stops.STOP_CHECK_CONCURRENCY + 1
     for i in range(n):
         agent.monitor.objects[(JOBS.key, "ns", f"w{i}")] = {
             "apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": f"w{i}", "namespace": "ns", "labels": {LABEL_ROLE: "workload"},
                          "annotations": {ANN_ITEM_ID: f"i{i}", ANN_ENTITY: "e", ANN_PROJECT: "p", ANN_RUN_ID: f"r{i}"}}}
     gauge = Gauge()
+    asked: list[str] = []
+    sizes: list[int] = []
+    stopped: list[str] = []
 
-    async def run_stopped(entity: str, project: str, run_id: str) -> bool:
-        await gauge.around(run_id)
-        return False
+    async def runs_stopped(runs: list[tuple[str, str, str]]) -> list[bool | None]:
+        sizes.append(len(runs))
+        asked.extend(r for _, _, r in runs)
+        await gauge.around("batch")
+        return [r == "r7" for _, _, r in runs]
 
-    agent.backend.run_stopped = run_stopped  # type: ignore[method-assign]
+    async def record_stop(key: Any, obj: dict[str, Any]) -> None:
+        stopped.append(obj["metadata"]["name"])
+
+    agent.backend.runs_stopped = runs_stopped  # type: ignore[method-assign]
+    checks = stops.StopChecks(agent, interval=3600.0)
+    checks._stopped = record_stop  # type: ignore[method-assign]
 
     async def scenario() -> None:
-        task = asyncio.create_task(stops.StopChecks(agent, interval=3600.0).loop())
+        task = asyncio.create_task(checks.loop())
         for _ in range(500):
             await asyncio.sleep(0.01)
-            if len(gauge.calls) >= n:
+            if len(asked) >= n and gauge.now == 0:
                 break
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(scenario())
-    assert len(gauge.calls) == n  # every running workload was asked for
+    assert sorted(asked) == sorted(f"r{i}" for i in range(n))  # every run once
+    assert max(sizes) == STOPPED_BATCH and len(sizes) == -(-n // STOPPED_BATCH)
     assert gauge.most <= stops.STOP_CHECK_CONCURRENCY
+    assert stopped == ["w7"]
+
+
+def test_the_loops_do_not_spin_while_the_agent_shuts_down():
+    """Once shutdown began every wait returns at once; the poll and sweeps loops must still sleep
+    (they used to go round thousands of times a second for the whole shutdown grace)."""
+    agent, _, _ = make_agent({"q0": 0}, max_jobs=5)
+    beats: dict[str, int] = {}
+    agent.heartbeats.beat = lambda name: beats.__setitem__(name, beats.get(name, 0) + 1)  # type: ignore[method-assign]
+    agent.sweeps.adopt = lambda: asyncio.sleep(0)  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        agent.stopping.set()
+        tasks = [asyncio.create_task(agent.pipeline.poll_loop()), asyncio.create_task(agent._sweeps_loop())]
+        await asyncio.sleep(0.3)
+        for task in tasks:
+            assert not task.done(), task.exception()
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert beats.get("poll", 0) <= 2 and beats.get("sweeps", 0) <= 2, beats
