@@ -31,8 +31,8 @@ def official_env(home: Path, base_url: str, api_key: str, **extra: str) -> dict[
         WANDB_API_KEY=api_key,
         # The official agent starts sweep schedulers as `wandb scheduler ...` processes.
         PATH=f"{WANDB_CLI.parent}:{os.environ.get('PATH', '')}",
-        **extra,
     )
+    env.update(extra)  # the caller's word wins (the benchmarks' PATH without docker)
     return env
 
 

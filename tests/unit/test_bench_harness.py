@@ -132,3 +132,16 @@ def test_the_trickle_phases_push_runs_of_their_own():
     trickle._enqueue(site, "failing", 0.001, 0.0, second)
     assert first and second
     assert not {s["run_id"] for s in first} & {s["run_id"] for s in second}
+
+
+def test_the_official_agent_gets_the_benchmarks_path_and_ours_its_tuning(tmp_path, monkeypatch):
+    """The official agent is started with a PATH of the benchmark's (no docker); it raised
+    TypeError once the driver set PATH itself. Ours gets the LAUNCH_AGENT_* tuning of `make bench`,
+    never the settings the benchmark fixes for both agents."""
+    from benchmarks import agents
+
+    driver = agents._official_driver()
+    env = driver.official_env(tmp_path, "http://127.0.0.1:9", "k", PATH="/nowhere", WANDB_RELEASE_NAME="r")
+    assert env["PATH"] == "/nowhere" and env["WANDB_RELEASE_NAME"] == "r"
+    tuning = agents.tuning_env({"LAUNCH_AGENT_POP_WIDTH": "1", "LAUNCH_AGENT_POLL_INTERVAL": "1", "HOME": "/h"})
+    assert tuning == {"LAUNCH_AGENT_POP_WIDTH": "1"}
