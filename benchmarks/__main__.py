@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + report.notes(doc))
     print(f"\nwritten: {path}" + "".join(f", {p.name}" for p in drawn))
     if args.update_readme:
-        readme.update(doc, drawn)
+        readme.update(doc, drawn, results=path.name)
     return 1 if failed else 0
 
 

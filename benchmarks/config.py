@@ -1,4 +1,4 @@
-"""Sizes of the scenarios. `default` keeps `make bench` within about 15 minutes on 2 cores;
+"""Sizes of the scenarios. `default` takes about 36 minutes on 2 cores (the official agent's runs are most of it);
 `full` is the sizes of the issue's scenario list with more repetitions (about an hour); `quick`
 is the harness smoke test's (seconds per scenario, our agent and the floor only).
 

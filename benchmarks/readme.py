@@ -13,15 +13,16 @@ BEGIN = "<!-- benchmarks: begin (written by python -m benchmarks --update-readme
 END = "<!-- benchmarks: end -->"
 
 
-def section(doc: dict[str, Any], plots: list[Path]) -> str:
+def section(doc: dict[str, Any], plots: list[Path], results: str = "") -> str:
     m = doc["machine"]
+    results = results or f"{doc['date']}.json"
     lines = [BEGIN, "",
              f"Latest `make bench` ({doc['settings'].get('preset')} sizes), {doc['date']}, commit {doc['commit']}: "
              f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, load average "
              f"{doc['load_average_before']} before and {doc['load_average_after']} after; the official agent "
              f"is wandb {doc['official_wandb']}. Medians (min-max) over the repetitions; lower is better everywhere; "
              "ratios are ours/official and ours/floor. The JSON with every run and the request breakdowns: "
-             f"[benchmarks/results/{doc['date']}.json](benchmarks/results/{doc['date']}.json).", "",
+             f"[benchmarks/results/{results}](benchmarks/results/{results}).", "",
              report.table(doc), ""]
     notes = report.notes(doc)
     if notes:
@@ -33,9 +34,10 @@ def section(doc: dict[str, Any], plots: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def update(doc: dict[str, Any], plots: list[Path], path: Path = README) -> None:
+def update(doc: dict[str, Any], plots: list[Path], path: Path = README, results: str = "") -> None:
+    """`results`: the JSON's file name under benchmarks/results/."""
     text = path.read_text()
-    block = section(doc, plots)
+    block = section(doc, plots, results)
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
         text = head + block + rest.split(END, 1)[1]

@@ -145,3 +145,14 @@ def test_the_official_agent_gets_the_benchmarks_path_and_ours_its_tuning(tmp_pat
     assert env["PATH"] == "/nowhere" and env["WANDB_RELEASE_NAME"] == "r"
     tuning = agents.tuning_env({"LAUNCH_AGENT_POP_WIDTH": "1", "LAUNCH_AGENT_POLL_INTERVAL": "1", "HOME": "/h"})
     assert tuning == {"LAUNCH_AGENT_POP_WIDTH": "1"}
+
+
+def test_the_readme_links_the_results_file_that_was_written():
+    """The JSON's name carries the time of the run; the README used to link `<date>.json`."""
+    from benchmarks import readme
+
+    doc = {"machine": {"cores": 2, "cpu": "c", "memory_gib": 1}, "settings": {"preset": "default"},
+           "date": "2026-12-02", "commit": "abc", "load_average_before": [0.1], "load_average_after": [0.2],
+           "official_wandb": "0.31.0", "scenarios": {}}
+    text = readme.section(doc, [], "2026-12-02-062830.json")
+    assert "(benchmarks/results/2026-12-02-062830.json)" in text and "(benchmarks/results/2026-12-02.json)" not in text
