@@ -22,7 +22,12 @@ from localenv.buildservers import baseimage, servers
 from localenv.buildservers.on_node import kaniko_image, trust_registry
 from localenv.gitserver import GitServer
 
-pytestmark = [pytest.mark.e2e, pytest.mark.buildservers]
+# Three Kaniko builds share the node's two cores with the runs they make; on a loaded machine they
+# take longer than the suite's default timeout, so this module has a budget of its own: the sum of
+# its waits below.
+BUILDS_BUDGET, FAILING_BUDGET, AGAIN_BUDGET = 1500, 600, 300
+pytestmark = [pytest.mark.e2e, pytest.mark.buildservers,
+              pytest.mark.timeout(BUILDS_BUDGET + FAILING_BUDGET + AGAIN_BUDGET + 300)]
 PROJECT = "builds"
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
 HELLO = {"train.py": "import os\nprint('hello from', os.environ.get('WANDB_RUN_ID'), 'in a built image')\n",
@@ -119,9 +124,9 @@ def test_code_and_git_jobs_are_built_by_kaniko_and_run_on_the_real_node(
             return bool(jobs_of_run) and condition(jobs_of_run[0], "Complete")
 
         wait_for("the code and git runs to complete on their built images",
-                 lambda: finished("code") and finished("git"), 1500)
+                 lambda: finished("code") and finished("git"), BUILDS_BUDGET)
         wait_for("the failing build to fail its item", lambda: site.emu.item(items["failing"])["state"] == "FAILED",
-                 900)
+                 FAILING_BUDGET)
         images = {}
         for kind in ("code", "git"):
             run = site.emu.item(items[kind])["associated_run_id"]
@@ -139,7 +144,7 @@ def test_code_and_git_jobs_are_built_by_kaniko_and_run_on_the_real_node(
         wait_for("the second run of the code job to complete", lambda: (
             (run := site.emu.item(again).get("associated_run_id")) is not None
             and bool(site.jobs(f"{LABEL_RUN_ID}={run}"))
-            and condition(site.jobs(f"{LABEL_RUN_ID}={run}")[0], "Complete")), 600)
+            and condition(site.jobs(f"{LABEL_RUN_ID}={run}")[0], "Complete")), AGAIN_BUDGET)
         run = site.emu.item(again)["associated_run_id"]
         assert site.jobs(f"{LABEL_RUN_ID}={run}")[0]["spec"]["template"]["spec"]["containers"][0]["image"] == \
             images["code"]
