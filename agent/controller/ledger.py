@@ -50,8 +50,10 @@ def seconds_since(text: str | None) -> float | None:
     return None if at is None else (dt.datetime.now(dt.UTC) - at).total_seconds()
 
 
-def annotations(obj: Mapping[str, Any]) -> dict[str, str]:
-    return dict((obj.get("metadata") or {}).get("annotations") or {})
+def annotations(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    """The workload's annotations, read-only (not copied: the agent reads them for every workload
+    on every pass)."""
+    return (obj.get("metadata") or {}).get("annotations") or {}
 
 
 def finalizers(obj: Mapping[str, Any]) -> list[str]:

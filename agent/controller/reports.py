@@ -16,6 +16,10 @@ from agent.backend.transport import BackendError
 from agent.metrics import Metrics
 
 ACK_DONE, ACK_REFUSED, ACK_UNKNOWN = "true", "refused", ""
+class RetryLater(Exception):
+    """An action could not finish now (W&B or the API server did not answer); it is taken again."""
+
+
 _SETTLED = frozenset({"LEASED", "FAILED", "FINISHED"})
 
 

@@ -2,7 +2,8 @@
 label selector, re-listing on `410 Gone` and after any error (with capped backoff). Keeps the
 latest object per name, the pods per run-queue item, and every pod disruption seen (a pod that is
 evicted or preempted disappears soon after; the disruption is remembered until the agent has
-written it onto the workload).
+written it onto the workload). What changed since the reconciler last looked is kept too
+(`take_changes`), so a watch event costs a look at one workload, not at all of them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from agent.kube.client import PODS, Kube, KubeError, ResourceType, WatchExpired
 from agent.manifest import LABEL_ITEM
 
 Key = tuple[str, str, str]  # (resource key, namespace, name)
+# How long one watch request lasts. The periodic resync starts every stream over from a list at
+# about this interval anyway; a shorter watch only costs requests (a minute's watches were half of
+# the agent's API traffic with hundreds of runs in flight). A dead connection is found by the
+# client's read timeout, which is this plus a margin.
+WATCH_SECONDS = 300
 
 # DisruptionTarget reasons that mean "the run did not fail, its node or pod was taken away".
 DISRUPTION_REASONS = frozenset({"EvictionByEvictionAPI", "PreemptionByScheduler", "TerminationByKubelet",
@@ -55,7 +61,7 @@ class _Stream:
 
 class Monitor:
     def __init__(self, kube: Kube, selector: str, *, log: logging.Logger,
-                 on_event: Callable[[], None] | None = None, watch_seconds: int = 60,
+                 on_event: Callable[[], None] | None = None, watch_seconds: int = WATCH_SECONDS,
                  workload_selector: str | None = None) -> None:
         self._kube = kube
         self._selector = selector
@@ -70,6 +76,16 @@ class Monitor:
         self.pods: dict[str, dict[str, dict[str, Any]]] = {}
         # item label -> the first disruption seen on one of its pods
         self.disruptions: dict[str, str] = {}
+        self._changed: set[Key] = set()
+        self._changed_items: set[str] = set()  # item labels whose pods changed
+        self._relisted = False
+
+    def take_changes(self) -> tuple[set[Key], set[str], bool]:
+        """Workloads and item labels (of pods) changed since the last call, and whether a stream
+        listed again since (then every object may have changed)."""
+        changed, items, relisted = self._changed, self._changed_items, self._relisted
+        self._changed, self._changed_items, self._relisted = set(), set(), False
+        return changed, items, relisted
 
     def ensure(self, rt: ResourceType, namespace: str) -> _Stream:
         key = (rt.key, namespace)
@@ -108,6 +124,7 @@ class Monitor:
         if key not in self.objects:
             self.objects[key] = obj
             self.gone.discard(key)
+            self._changed.add(key)
 
     def update(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         """An object as this process just wrote it (newer than the cache until its event arrives)."""
@@ -120,6 +137,7 @@ class Monitor:
                                           meta.get("resourceVersion")):
             return
         self.objects[key] = obj
+        self._changed.add(key)
 
     def relist(self) -> None:
         """Start every stream over from a fresh list (the periodic resync)."""
@@ -142,6 +160,7 @@ class Monitor:
             item = (meta.get("labels") or {}).get(LABEL_ITEM)
             if not item:
                 return
+            self._changed_items.add(item)
             disruption = pod_disruption(obj)
             if disruption and item not in self.disruptions:
                 self.disruptions[item] = disruption
@@ -154,6 +173,7 @@ class Monitor:
                 self.pods.setdefault(item, {})[name] = obj
             return
         key = (rt.key, namespace, name)
+        self._changed.add(key)
         if etype == "DELETED":
             self.objects.pop(key, None)
             self.gone.add(key)
@@ -168,6 +188,7 @@ class Monitor:
             self.gone.discard(key)
 
     def _replace(self, rt: ResourceType, namespace: str, items: list[dict[str, Any]], listed_at: str = "") -> None:
+        self._relisted = True
         if rt == PODS:
             for item in list(self.pods):
                 pods = self.pods[item]

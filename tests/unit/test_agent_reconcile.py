@@ -10,7 +10,8 @@ from typing import Any
 
 from agent.controller import ledger
 from agent.controller.reconcile import EVENTS_CHECK_INTERVAL, Reconciler
-from agent.kube.client import EVENTS, JOBS
+from agent.kube.client import EVENTS, JOBS, PODS
+from agent.kube.watch import Monitor
 from agent.manifest import ANN_ITEM_ID, ANN_QUEUE, ANN_RUN_ID, LABEL_ITEM, LABEL_ROLE
 from agent.metrics import Metrics
 
@@ -68,3 +69,80 @@ def test_a_new_workloads_events_are_first_listed_after_a_while_not_on_every_wake
     assert sorted(kube.lists) == [(EVENTS.key, "jobs"), (EVENTS.key, "other")]
     assert rec.events.texts("jobs", "Job", "run-3") == ["Job run-3: FailedCreate: exceeded quota"]
     assert rec.events.texts("other", "Job", "run-o3") == [] and rec.events.texts("jobs", "Job", "run-1") == []
+
+
+def running_job(i: int, rv: int = 1) -> dict[str, Any]:
+    job = starting_job(f"i{i}")
+    job["metadata"]["resourceVersion"] = str(rv)
+    job["status"] = {"active": 1, "ready": 1}
+    return job
+
+
+def running_pod(i: int) -> dict[str, Any]:
+    return {"metadata": {"name": f"run-i{i}-pod", "namespace": "jobs", "labels": {LABEL_ITEM: f"i{i}"}},
+            "status": {"phase": "Running"}}
+
+
+def test_a_watch_event_costs_a_look_at_its_workload_not_at_all_of_them():
+    """With hundreds of runs in flight every watch event used to make the next pass look at every
+    workload (quadratic in a burst, a pass each second in the steady state). Now a pass looks at
+    what changed: the workload of the event, the workload of a changed pod, a workload whose action
+    just ended; all of them only every FULL_PASS_INTERVAL."""
+    monitor = Monitor(None, "sel", log=logging.getLogger("test"))  # type: ignore[arg-type]
+    for i in range(200):
+        monitor._apply(JOBS, "jobs", "ADDED", running_job(i))
+        monitor._apply(PODS, "jobs", "ADDED", running_pod(i))
+    class Patching(Kube):
+        async def patch(self, rt: Any, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+            obj = monitor.objects[(rt.key, namespace, name)]
+            meta = {**obj["metadata"], "annotations": {**obj["metadata"]["annotations"],
+                                                       **body["metadata"]["annotations"]}}
+            if "finalizers" in body["metadata"]:
+                meta["finalizers"] = body["metadata"]["finalizers"]
+            return {**obj, "metadata": meta}
+
+    agent = agent_with({}, Patching())
+    agent.monitor = monitor
+    agent.heartbeats = SimpleNamespace(beat=lambda *_: None)
+
+    async def wait_change(timeout: float) -> None:
+        await asyncio.sleep(0.005)
+
+    agent.wait_change = wait_change
+    rec = Reconciler(agent)  # type: ignore[arg-type]
+    looked: list[str] = []
+    decide = rec._decide
+
+    def counting(rt: Any, obj: dict[str, Any], memo: Any, now: float) -> Any:
+        looked.append(obj["metadata"]["name"])
+        return decide(rt, obj, memo, now)
+
+    rec._decide = counting  # type: ignore[method-assign]
+
+    async def settle() -> list[str]:
+        await asyncio.sleep(0.3)  # several passes
+        seen = sorted(looked)
+        looked.clear()
+        return seen
+
+    async def scenario() -> None:
+        task = asyncio.create_task(rec.loop())
+        try:
+            assert len(await settle()) == 200, "the first pass looks at every workload"
+            assert await settle() == [], "nothing changed, nothing looked at"
+            monitor._apply(JOBS, "jobs", "MODIFIED", running_job(7, rv=2))
+            assert await settle() == ["run-i7"]
+            monitor._apply(PODS, "jobs", "MODIFIED", running_pod(9))
+            assert await settle() == ["run-i9"]
+            finished = running_job(3, rv=3)
+            finished["status"] = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+            monitor._apply(JOBS, "jobs", "MODIFIED", finished)  # its report is an action: a look when it ends
+            assert await settle() == ["run-i3", "run-i3"]
+            assert ledger.reported(monitor.objects[(JOBS.key, "jobs", "run-i3")]) == "finished"
+            rec._full_at = 0.0
+            assert len(await settle()) == 200, "a full pass every FULL_PASS_INTERVAL"
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
