@@ -77,6 +77,7 @@ class Agent:
         self.stop_polling = asyncio.Event()
         self.ready = False
         self._wakes: list[asyncio.Event] = []
+        self._slots: tuple[int, tuple[frozenset[str], frozenset[str]]] = (-1, (frozenset(), frozenset()))
         if kube.observe is None:
             kube.observe = lambda verb, seconds: metrics.observe(
                 "kube_request_seconds", "Kubernetes API latency", seconds, verb=verb)
@@ -121,11 +122,21 @@ class Agent:
         # A scheduler item in flight counts once it passed the max_schedulers check (`admitted`).
         items = {i for i, launch in self.pipeline.in_flight.items()
                  if is_scheduler(launch.item.run_spec) == schedulers and (launch.admitted or not schedulers)}
-        for _, obj in self.active_workloads():
-            ann = ledger.annotations(obj)
-            if (ann.get(ledger.SCHEDULER) == "true") == schedulers and ann.get(ANN_ITEM_ID):
-                items.add(ann[ANN_ITEM_ID])
+        items.update(self._slot_items()[1 if schedulers else 0])
         return items
+
+    def _slot_items(self) -> tuple[frozenset[str], frozenset[str]]:
+        """Items of the workloads holding a slot: (runs, sweep schedulers). Derived from the watch's
+        view and recomputed only when it changed (the poll loop asks before every pop)."""
+        if self._slots[0] != self.monitor.generation:
+            runs: set[str] = set()
+            schedulers: set[str] = set()
+            for _, obj in self.active_workloads():
+                ann = ledger.annotations(obj)
+                if ann.get(ANN_ITEM_ID):
+                    (schedulers if ann.get(ledger.SCHEDULER) == "true" else runs).add(ann[ANN_ITEM_ID])
+            self._slots = (self.monitor.generation, (frozenset(runs), frozenset(schedulers)))
+        return self._slots[1]
 
     def free_slots(self) -> float:
         return self.s.max_jobs - len(self._occupied(schedulers=False))

@@ -79,6 +79,7 @@ class Monitor:
         self._changed: set[Key] = set()
         self._changed_items: set[str] = set()  # item labels whose pods changed
         self._relisted = False
+        self.generation = 0  # counts changes to `objects`: what is derived from them is recomputed on a change
 
     def take_changes(self) -> tuple[set[Key], set[str], bool]:
         """Workloads and item labels (of pods) changed since the last call, and whether a stream
@@ -125,6 +126,7 @@ class Monitor:
             self.objects[key] = obj
             self.gone.discard(key)
             self._changed.add(key)
+            self.generation += 1
 
     def update(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         """An object as this process just wrote it (newer than the cache until its event arrives)."""
@@ -138,6 +140,7 @@ class Monitor:
             return
         self.objects[key] = obj
         self._changed.add(key)
+        self.generation += 1
 
     def relist(self) -> None:
         """Start every stream over from a fresh list (the periodic resync)."""
@@ -174,6 +177,7 @@ class Monitor:
             return
         key = (rt.key, namespace, name)
         self._changed.add(key)
+        self.generation += 1
         if etype == "DELETED":
             self.objects.pop(key, None)
             self.gone.add(key)
@@ -189,6 +193,7 @@ class Monitor:
 
     def _replace(self, rt: ResourceType, namespace: str, items: list[dict[str, Any]], listed_at: str = "") -> None:
         self._relisted = True
+        self.generation += 1
         if rt == PODS:
             for item in list(self.pods):
                 pods = self.pods[item]

@@ -14,7 +14,7 @@ import httpx2
 from agent.backend.operations import STOPPED_BATCH, Backend, PoppedItem
 from agent.backend.transport import GraphQLClient
 from agent.config import AgentSettings
-from agent.controller import stops
+from agent.controller import ledger, stops
 from agent.controller.agent import Agent
 from agent.controller.pipeline import Launch
 from agent.kube.client import JOBS, Kube
@@ -217,3 +217,32 @@ def test_the_loops_do_not_spin_while_the_agent_shuts_down():
 
     asyncio.run(scenario())
     assert beats.get("poll", 0) <= 2 and beats.get("sweeps", 0) <= 2, beats
+
+
+def test_the_slots_held_by_workloads_are_counted_once_per_change_not_once_per_pop():
+    """Before every pop the poll loop asks how many slots are free; that walked every workload each
+    time (a burst of 200 pops over hundreds of workloads: 12% of the agent's CPU). The count is
+    derived from the watch's view again only when the view changed."""
+    agent, _, started = make_agent({"q0": 100}, max_jobs=1000, pop_width=8)
+    for i in range(300):
+        agent.monitor._apply(JOBS, "ns", "ADDED", {
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": f"w{i}", "namespace": "ns", "resourceVersion": "1", "labels": {LABEL_ROLE: "workload"},
+                         "annotations": {ANN_ITEM_ID: f"w{i}"}}})
+    walks = 0
+    walk = agent.active_workloads
+
+    def counting() -> list[Any]:
+        nonlocal walks
+        walks += 1
+        return walk()
+
+    agent.active_workloads = counting  # type: ignore[method-assign]
+    asyncio.run(agent.pipeline._pop_burst())
+    assert len(started) == 100 and walks == 1
+    assert agent.free_slots() == 1000 - 300 - 100
+    agent.monitor._apply(JOBS, "ns", "MODIFIED", {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "w0", "namespace": "ns", "resourceVersion": "2", "labels": {LABEL_ROLE: "workload"},
+                     "annotations": {ANN_ITEM_ID: "w0", ledger.REPORTED: "finished"}}})
+    assert agent.free_slots() == 1000 - 299 - 100 and walks == 2
