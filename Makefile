@@ -16,7 +16,7 @@ all: test
 help:
 	@echo "make demo   - bring up the local control plane and W&B emulator, install the chart, run the agent"
 	@echo "make test   - install everything needed and run every test"
-	@echo "make bench  - benchmarks against the official agent and the floor, printed as ratios (~36 min)"
+	@echo "make bench  - benchmarks against the official agent and the floor, printed as ratios (~24 min)"
 	@echo "make image  - build the agent image (Docker or Podman; here Debian's buildah on a local base)"
 	@echo "make reliability - the fault and security suites, then their figures"
 	@echo "make lint   - ruff"

@@ -34,6 +34,7 @@ SCENARIOS: dict[str, Callable[[config.Sizes, Path, Sites], Scenario]] = {
     "chart": chart.run,
 }
 EXTRAS = ("emulator_throughput",)  # prints its own table; not an agent figure
+TIMED_ALONE = ("chart", *EXTRAS)  # no control plane: a kept one is stopped first, not left idling beside them
 
 
 def parser() -> argparse.ArgumentParser:
@@ -45,6 +46,31 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=report.RESULTS, help="where the JSON and plots go")
     p.add_argument("--update-readme", action="store_true", help="put the table and the burst plot in README.md")
     return p
+
+
+def run_scenarios(names: list[str], sizes: config.Sizes, work: Path, sites: Sites, done: list[Scenario]) -> int:
+    """Run each scenario in turn on `sites`, appending what it measured to `done`; the number of
+    failed runs (a scenario that could not run counts as one)."""
+    failed = 0
+    for name in names:
+        t0 = time.monotonic()
+        print(f"\n=== {name} ===", flush=True)
+        if name in TIMED_ALONE:
+            sites.stop()
+        if name in EXTRAS:
+            __import__(f"benchmarks.{name}", fromlist=["main"]).main()
+            continue
+        try:
+            sc = SCENARIOS[name](sizes, work / name, sites)
+        except Exception as exc:  # one broken scenario must not hide the others' figures
+            failed += 1
+            traceback.print_exc()
+            sc = Scenario(name, name, notes=[f"could not run: {type(exc).__name__}: {exc}"])
+        done.append(sc)
+        failed += sum(1 for r in sc.runs if not r["ok"])
+        print(report.table({"scenarios": {sc.name: sc.doc()}}), flush=True)
+        print(f"({name}: {time.monotonic() - t0:.0f} s, load average {report.load_average()})", flush=True)
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,25 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"benchmarks ({args.preset}): load average {load_before} on {report.machine()['cores']} cores", flush=True)
     work = Path(tempfile.mkdtemp(prefix="bench-work-"))
     done: list[Scenario] = []
-    failed = 0
     try:
-        for name in names:
-            t0 = time.monotonic()
-            print(f"\n=== {name} ===", flush=True)
-            if name in EXTRAS:
-                __import__(f"benchmarks.{name}", fromlist=["main"]).main()
-                continue
-            try:
-                with Sites(fresh=sizes.fresh_localenv) as sites:
-                    sc = SCENARIOS[name](sizes, work / name, sites)
-            except Exception as exc:  # one broken scenario must not hide the others' figures
-                failed += 1
-                traceback.print_exc()
-                sc = Scenario(name, name, notes=[f"could not run: {type(exc).__name__}: {exc}"])
-            done.append(sc)
-            failed += sum(1 for r in sc.runs if not r["ok"])
-            print(report.table({"scenarios": {sc.name: sc.doc()}}), flush=True)
-            print(f"({name}: {time.monotonic() - t0:.0f} s, load average {report.load_average()})", flush=True)
+        with Sites(fresh=sizes.fresh_localenv) as sites:
+            failed = run_scenarios(names, sizes, work, sites, done)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     doc = report.document(done, started, load_before, dataclasses.asdict(sizes) | {"preset": args.preset},

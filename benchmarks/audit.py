@@ -61,16 +61,26 @@ def size(path: Path) -> int:
         return 0
 
 
-def read(path: Path, offset: int = 0) -> list[dict[str, Any]]:
-    """Every event written so far from byte `offset` on (a torn last line, still being written,
-    is left out)."""
-    out = []
-    with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
-        handle.seek(offset)
-        for line in handle:
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
-    return out
+class Tail:
+    """The events of a growing audit log from byte `offset` on: each `read` parses only what was
+    written since the last one (a torn last line, still being written, waits for the next read)."""
+
+    def __init__(self, path: Path, offset: int = 0) -> None:
+        self.path = path
+        self.offset = offset
+
+    def read(self) -> list[dict[str, Any]]:
+        """The events written since the last read."""
+        out = []
+        with contextlib.suppress(FileNotFoundError), self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    break
+                self.offset += len(line)
+                with contextlib.suppress(ValueError):
+                    out.append(json.loads(line))
+        return out
 
 
 def timestamp(text: str) -> float:

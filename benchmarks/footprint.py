@@ -99,7 +99,7 @@ def image_mb(deadline: float) -> tuple[float | None, str]:
 
 
 def idle(sites: Sites, kind: str, seconds: float, work: Path) -> dict[str, float]:
-    with sites.run(1) as s:
+    with sites.run() as s:
         s.queue("idle", {})
         agent = agents.start(kind, s, ["idle"], 1, work)
         try:

@@ -75,11 +75,14 @@ def idle_rates(site: Site, seconds: float) -> dict[str, float]:
 
 
 def measure(site: Site, agent: agents.Running, batch: Batch, *, resource: str = "jobs", deadline: float = 300.0,
-            idle: dict[str, float] | None = None, settle: Callable[[], None] | None = None) -> Outcome:
-    """Push `batch` right after an idle poll and follow it until every run is launched and acked."""
+            idle: dict[str, float] | None = None, settle: Callable[[], None] | None = None,
+            after_idle_poll: bool = True) -> Outcome:
+    """Push `batch` right after an idle poll (or at once, where the time to the next poll is in no
+    figure) and follow it until every run is launched and acked."""
     n = len(batch.runs)
     user = site.user("official" if agent.name.startswith("official") else agent.name)
-    agents.wait_idle_poll(site, agent)
+    if after_idle_poll:
+        agents.wait_idle_poll(site, agent)
     site.emu.clear_requests()
     cpu0 = agent.sampler.cpu_seconds
     t_push = time.time()

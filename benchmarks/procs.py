@@ -11,10 +11,12 @@ from pathlib import Path
 
 
 def _children(pid: int) -> list[int]:
+    """A process's children; none once it has exited (between the sampler finding it and reading it)."""
     out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            out += [int(c) for c in (task / "children").read_text().split()]
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out += [int(c) for c in (task / "children").read_text().split()]
     return out
 
 

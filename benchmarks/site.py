@@ -5,9 +5,10 @@ ServiceAccounts, and a release name of its own.
 Each agent runs as its own ServiceAccount (`ours`, `official`, and `floor` for the direct
 creates) in the run's agent namespace, bound to the same Role there and in the run's target
 namespace, so the audit log tells apart the requests of each agent and of each run. A `Sites`
-pool starts a fresh localenv for every run (`fresh_localenv`, the `full` preset) or keeps one per
-scenario and node count (the runs then differ in everything but the control plane; a run that
-leaves workloads running deletes its namespaces and waits for them to be gone).
+pool starts a fresh localenv for every run (`fresh_localenv`, the `full` preset) or keeps one
+while the runs, of one scenario or of the next, ask for the same node count (the runs then differ
+in everything but the control plane; a scenario whose runs leave workloads running asks for nodes
+with room for every run's, so no run waits for another's to be deleted).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class Site:
     emulator: Any = None  # localenv.wandb_emulator.testing.RunningEmulator
     kubeconfigs: dict[str, Path] = field(default_factory=dict)
     audit_offset: int = 0  # where this run's events begin in the cluster's audit log
+    _audit: audit.Tail | None = field(default=None, init=False, repr=False)
+    _events: list[dict[str, Any]] = field(default_factory=list, init=False, repr=False)
 
     @property
     def emu(self) -> Any:
@@ -97,12 +100,15 @@ class Site:
 
     def audit_events(self) -> list[dict[str, Any]]:
         """This run's events: written since it started, by its identities or on its namespaces
-        (a kept cluster's earlier runs used the same run ids, so the same workload names)."""
+        (a kept cluster's earlier runs used the same run ids, so the same workload names). Read
+        as the log grows: a call parses only what was written since the last."""
+        if self._audit is None:
+            self._audit = audit.Tail(self.cluster.audit_log, self.audit_offset)
         users = {self.user(i) for i in IDENTITIES}
         namespaces = {self.agent_ns, self.jobs_ns}
-        return [e for e in audit.read(self.cluster.audit_log, self.audit_offset)
-                if (e.get("user") or {}).get("username") in users
-                or (e.get("objectRef") or {}).get("namespace") in namespaces]
+        self._events += [e for e in self._audit.read() if (e.get("user") or {}).get("username") in users
+                         or (e.get("objectRef") or {}).get("namespace") in namespaces]
+        return list(self._events)
 
     def queue(self, name: str, config: dict[str, Any], *, priorities: bool = False) -> None:
         """A queue whose workloads go to this run's target namespace."""
@@ -154,9 +160,8 @@ def cluster(nodes: int) -> Iterator[Cluster]:
 
 
 @contextlib.contextmanager
-def run_on(c: Cluster, *, clean_up: bool = False) -> Iterator[Site]:
-    """One run's namespaces, identities and emulator on `c`; with `clean_up`, its namespaces are
-    deleted afterwards and waited for (workloads left running would take the nodes' room)."""
+def run_on(c: Cluster) -> Iterator[Site]:
+    """One run's namespaces, identities and emulator on `c`."""
     from localenv import kubeconfig
     from localenv.wandb_emulator.testing import start
 
@@ -174,33 +179,46 @@ def run_on(c: Cluster, *, clean_up: bool = False) -> Iterator[Site]:
         yield s
     finally:
         s.emulator.stop()
-        if clean_up:
-            with contextlib.suppress(Exception):
-                s.kubectl("delete", "namespace", s.agent_ns, s.jobs_ns, "--wait=true", "--timeout=300s")
 
 
 class Sites:
-    """Clusters for a scenario's runs: one per run (`fresh`), or one per node count, kept."""
+    """Clusters for the runs: one per run (`fresh`), or one kept for as long as the runs ask for
+    its node count (across scenarios: a run that asks for another count, or that failed with an
+    exception, stops it, so no idle control plane runs beside a measured one)."""
 
     def __init__(self, fresh: bool) -> None:
         self.fresh = fresh
         self._stack = contextlib.ExitStack()
-        self._kept: dict[int, Cluster] = {}
+        self._kept: Cluster | None = None
 
     def __enter__(self) -> Sites:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop the kept cluster, if any (the next run starts a new one)."""
         self._stack.close()
+        self._kept = None
+
+    def _cluster(self, nodes: int) -> Cluster:
+        if self._kept is not None and self._kept.nodes != nodes:
+            self.stop()
+        if self._kept is None:
+            self._kept = self._stack.enter_context(cluster(nodes))
+        return self._kept
 
     @contextlib.contextmanager
-    def run(self, nodes: int = 2, *, leaves_running: bool = False) -> Iterator[Site]:
+    def run(self, nodes: int = 2) -> Iterator[Site]:
         if self.fresh:
             with cluster(nodes) as c, run_on(c) as s:
                 yield s
             return
-        if nodes not in self._kept:
-            self._kept[nodes] = self._stack.enter_context(cluster(nodes))
-        with run_on(self._kept[nodes], clean_up=leaves_running) as s:
-            yield s
+        try:
+            with run_on(self._cluster(nodes)) as s:
+                yield s
+        except BaseException:
+            self.stop()  # the control plane may be what broke: the next run starts a new one
+            raise
         time.sleep(1.0)  # the last writes of the run's pods settle before the next run starts

@@ -56,11 +56,16 @@ def _window(s: Any, agent: agents.Running, seconds: float) -> dict[str, float]:
             "api_breakdown": audit.verbs(api), "wandb_breakdown": s.emu.counts()}
 
 
-def one_run(sites: Sites, kind: str, workload_kind: str, sizes: Sizes, workdir: Path) -> Outcome:
+def nodes_for(workload_kind: str, workloads: int, runs: int) -> int:
+    """kwok nodes with room for the pods of `runs` runs of `workloads` each: the runs on a kept
+    cluster leave theirs running (a PyTorchJob has no pods here: no training operator runs)."""
+    return max(1, math.ceil(workloads * runs / PODS_PER_NODE)) if workload_kind == "Job" else 1
+
+
+def one_run(sites: Sites, kind: str, workload_kind: str, sizes: Sizes, workdir: Path, nodes: int) -> Outcome:
     small, total = sizes.steady_small, sizes.steady_workloads
     resource = "pytorchjobs" if workload_kind == "PyTorchJob" else "jobs"
-    nodes = max(1, math.ceil(total / PODS_PER_NODE)) if workload_kind == "Job" else 1
-    with sites.run(nodes, leaves_running=True) as s:
+    with sites.run(nodes) as s:
         s.queue("steady", queue_config(workload_kind))
         s.emu.settings(auto_init_on_ack=True)
         agent = agents.start(kind, s, ["steady"], total, workdir)
@@ -70,7 +75,7 @@ def one_run(sites: Sites, kind: str, workload_kind: str, sizes: Sizes, workdir: 
             pushed = 0
             for label, count in (("small", small), ("all", total)):
                 batch = Batch([("steady", launches.run_spec(f"s{i:04d}"), None) for i in range(pushed, count)])
-                out = launches.measure(s, agent, batch, resource=resource, deadline=600.0)
+                out = launches.measure(s, agent, batch, resource=resource, deadline=600.0, after_idle_poll=False)
                 if not out.ok:
                     return Outcome(False, error=f"launching {count} workloads: {out.error}")
                 pushed = count
@@ -102,9 +107,11 @@ def run(sizes: Sizes, work: Path, sites: Sites) -> Scenario:
                    ("api_per_min@small", f"API requests/min at {small}"), ("api_per_min@all", f"API requests/min at {n}"))
         targets = {"cpu_s_per_min@all": "<= official/3", "peak_rss_mb@all": "<= official/3",
                    "api_per_workload_min@all": "<= official, flat", "wandb_per_workload_min@all": "<= official"}
-        for kind in sizes.agents:
-            for rep in range(sizes.reps_ours if kind == "ours" else sizes.reps_official):
-                out = one_run(sites, kind, workload_kind, sizes, work / f"steady-{workload_kind}-{kind}-{rep}")
+        reps = {kind: sizes.reps_ours if kind == "ours" else sizes.reps_official for kind in sizes.agents}
+        nodes = nodes_for(workload_kind, n, 1 if sites.fresh else sum(reps.values()))
+        for kind, count in reps.items():
+            for rep in range(count):
+                out = one_run(sites, kind, workload_kind, sizes, work / f"steady-{workload_kind}-{kind}-{rep}", nodes)
                 record(sc, kind, f"steady{suffix}", out,
                        figures=tuple((k, u) for k, u in figures), suffix=suffix, targets=targets)
     sc.notes.append(f"windows of {sizes.steady_window:g} s, {SETTLE:g} s after the last workload was created; "

@@ -118,6 +118,93 @@ def test_a_run_on_a_kept_cluster_sees_only_its_own_events(tmp_path: Path):
     assert [e["auditID"] for e in s.audit_events()] == ["mine", "ours"]
 
 
+def test_the_audit_log_is_read_as_it_grows_and_a_torn_line_waits_for_its_end(tmp_path: Path):
+    log = tmp_path / "audit.log"
+    first, second = (event(i, "ResponseComplete", "get", "jobs") for i in ("first", "second"))
+    log.write_text(json.dumps(first) + "\n" + json.dumps(second)[:20])
+    tail = audit.Tail(log)
+    assert [e["auditID"] for e in tail.read()] == ["first"]
+    with log.open("a") as f:
+        f.write(json.dumps(second)[20:] + "\n")
+    assert [e["auditID"] for e in tail.read()] == ["second"]
+    assert tail.read() == []
+
+
+def test_a_site_keeps_the_events_it_read(tmp_path: Path):
+    """Each call reads only what is new, and still answers with every event of the run."""
+    log = tmp_path / "audit.log"
+    log.write_text(json.dumps(event("a", "ResponseComplete", "get", "jobs")) + "\n")
+    c = Cluster(tmp_path, tmp_path, tmp_path / "kubeconfig", tmp_path, log, nodes=1, runs=1)
+    s = Site(c, "bench-agent", "bench-jobs", "bench1")
+    assert [e["auditID"] for e in s.audit_events()] == ["a"]
+    with log.open("a") as f:
+        f.write(json.dumps(event("b", "ResponseComplete", "get", "jobs")) + "\n")
+    assert [e["auditID"] for e in s.audit_events()] == ["a", "b"]
+
+
+def test_the_floor_creates_its_jobs_suspended_and_nothing_else_changes():
+    """Its Jobs never run: their pods would queue at the job controller ahead of the agent's."""
+    from benchmarks import floor
+
+    job = {"kind": "Job", "spec": {"backoffLimit": 0, "template": {}}}
+    assert floor.suspended(job) == {"kind": "Job", "spec": {"backoffLimit": 0, "template": {}, "suspend": True}}
+    other = {"kind": "PyTorchJob", "spec": {}}
+    assert floor.suspended(other) == {"kind": "PyTorchJob", "spec": {}}
+
+
+def test_steady_state_nodes_have_room_for_every_run_on_a_kept_cluster():
+    from benchmarks import steady
+
+    assert steady.nodes_for("Job", 300, 2) == 6 and steady.nodes_for("Job", 300, 1) == 3
+    assert steady.nodes_for("Job", 6, 1) == 1 and steady.nodes_for("PyTorchJob", 500, 2) == 1
+
+
+def test_a_kept_cluster_serves_runs_of_its_node_count_until_one_asks_for_another_or_breaks(monkeypatch):
+    import contextlib
+
+    import pytest
+
+    from benchmarks import site
+
+    log: list[str] = []
+
+    @contextlib.contextmanager
+    def fake_cluster(nodes: int):
+        log.append(f"up {nodes}")
+        yield Cluster(Path("/r"), Path("/s"), Path("/k"), Path("/b"), Path("/a"), nodes)
+        log.append(f"down {nodes}")
+
+    @contextlib.contextmanager
+    def fake_run_on(c: Cluster):
+        yield c
+
+    monkeypatch.setattr(site, "cluster", fake_cluster)
+    monkeypatch.setattr(site, "run_on", fake_run_on)
+    monkeypatch.setattr(site.time, "sleep", lambda _s: None)
+    with site.Sites(fresh=False) as sites:
+        for nodes in (2, 2, 6, 2):
+            with sites.run(nodes):
+                pass
+        with pytest.raises(RuntimeError), sites.run(2):
+            raise RuntimeError("the API server went away")
+        with sites.run(2):
+            pass
+        sites.stop()
+        log.append("alone")
+    assert log == ["up 2", "down 2", "up 6", "down 6", "up 2", "down 2", "up 2", "down 2", "alone"]
+
+
+def test_a_process_that_exited_while_sampled_has_no_children_and_the_sampler_goes_on():
+    """It raised FileNotFoundError in the sampler's thread once: the CPU and RSS of the rest of the run were lost."""
+    import subprocess
+
+    from benchmarks import procs
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    assert procs._children(proc.pid) == [] and procs.tree(proc.pid) == [proc.pid]
+
+
 def test_the_trickle_phases_push_runs_of_their_own():
     """The figures of each phase find their workloads by run id: the phases never share one."""
     from types import SimpleNamespace
