@@ -84,11 +84,10 @@ class Pipeline:
         a = self.a
         while True:
             a.heartbeats.beat("poll")
+            if a.stopping.is_set():
+                return  # shutting down: nothing more is popped, and the pops of a burst have ended
             if not self._may_pop():
-                if a.stopping.is_set():  # shutting down: nothing more to pop (a wait would return at once)
-                    await asyncio.sleep(1.0)
-                else:
-                    await a.wait_change(timeout=1.0)  # a slot frees, the lease comes back
+                await a.wait_change(timeout=1.0)  # a slot frees, the lease comes back
                 continue
             before = self.popped
             if await self._pop_burst():

@@ -199,8 +199,9 @@ def test_stop_checks_are_batched_and_bounded():
 
 
 def test_the_loops_do_not_spin_while_the_agent_shuts_down():
-    """Once shutdown began every wait returns at once; the poll and sweeps loops must still sleep
-    (they used to go round thousands of times a second for the whole shutdown grace)."""
+    """Once shutdown began every wait returns at once; the sweeps loop must still sleep (it used to
+    go round thousands of times a second for the whole shutdown grace) and the poll loop ends: the
+    shutdown waits for it (a pop in flight may finish), and an idle agent used to wait 5 s there."""
     agent, _, _ = make_agent({"q0": 0}, max_jobs=5)
     beats: dict[str, int] = {}
     agent.heartbeats.beat = lambda name: beats.__setitem__(name, beats.get(name, 0) + 1)  # type: ignore[method-assign]
@@ -208,12 +209,12 @@ def test_the_loops_do_not_spin_while_the_agent_shuts_down():
 
     async def scenario() -> None:
         agent.stopping.set()
-        tasks = [asyncio.create_task(agent.pipeline.poll_loop()), asyncio.create_task(agent._sweeps_loop())]
+        poll, sweeps = asyncio.create_task(agent.pipeline.poll_loop()), asyncio.create_task(agent._sweeps_loop())
         await asyncio.sleep(0.3)
-        for task in tasks:
-            assert not task.done(), task.exception()
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        assert poll.done() and poll.exception() is None
+        assert not sweeps.done(), sweeps.exception()
+        sweeps.cancel()
+        await asyncio.gather(sweeps, return_exceptions=True)
 
     asyncio.run(scenario())
     assert beats.get("poll", 0) <= 2 and beats.get("sweeps", 0) <= 2, beats
