@@ -243,3 +243,26 @@ def test_the_readme_links_the_results_file_that_was_written():
            "official_wandb": "0.31.0", "scenarios": {}}
     text = readme.section(doc, [], "2026-12-02-062830.json")
     assert "(benchmarks/results/2026-12-02-062830.json)" in text and "(benchmarks/results/2026-12-02.json)" not in text
+
+
+def test_the_steady_window_waits_for_every_pod_to_run(monkeypatch):
+    """The window measured the end of the launch (the job controller still making pods, their
+    events reaching the agent) as if it were the steady state; it now starts once every Job's pod
+    runs, then a quiet moment."""
+    from benchmarks import steady
+
+    lists: list[int] = []
+    slept: list[float] = []
+
+    class FakeSite:
+        def list(self, resource: str, selector: str = "") -> list[dict]:
+            lists.append(1)
+            running = min(len(lists) * 100, 300)
+            return [{"status": {"phase": "Running"}}] * running + [{"status": {"phase": "Pending"}}] * (300 - running)
+
+    monkeypatch.setattr(steady.time, "sleep", slept.append)
+    steady.settle(FakeSite(), "Job", 300)
+    assert len(lists) == 3 and slept == [1.0, 1.0, steady.QUIET]
+    slept.clear()
+    steady.settle(FakeSite(), "PyTorchJob", 300)
+    assert slept == [steady.SETTLE]
