@@ -81,6 +81,12 @@ class Monitor:
         self._relisted = False
         self.generation = 0  # counts changes to `objects`: what is derived from them is recomputed on a change
 
+    def _touch(self, key: Key) -> None:
+        """`key`'s object changed: for the reconciler (`take_changes`) and for what is derived from
+        all of them (`generation`)."""
+        self._changed.add(key)
+        self.generation += 1
+
     def take_changes(self) -> tuple[set[Key], set[str], bool]:
         """Workloads and item labels (of pods) changed since the last call, and whether a stream
         listed again since (then every object may have changed)."""
@@ -125,8 +131,7 @@ class Monitor:
         if key not in self.objects:
             self.objects[key] = obj
             self.gone.discard(key)
-            self._changed.add(key)
-            self.generation += 1
+            self._touch(key)
 
     def update(self, rt: ResourceType, obj: dict[str, Any]) -> None:
         """An object as this process just wrote it (newer than the cache until its event arrives)."""
@@ -139,8 +144,7 @@ class Monitor:
                                           meta.get("resourceVersion")):
             return
         self.objects[key] = obj
-        self._changed.add(key)
-        self.generation += 1
+        self._touch(key)
 
     def relist(self) -> None:
         """Start every stream over from a fresh list (the periodic resync)."""
@@ -176,8 +180,7 @@ class Monitor:
                 self.pods.setdefault(item, {})[name] = obj
             return
         key = (rt.key, namespace, name)
-        self._changed.add(key)
-        self.generation += 1
+        self._touch(key)
         if etype == "DELETED":
             self.objects.pop(key, None)
             self.gone.add(key)
